@@ -1,0 +1,29 @@
+"""VAE on scikit-learn's 8×8 digits: the default experiment (no download).
+
+Command:
+  python -m genjax.main --config=experiments/configs/vae_digits.py --workdir=runs/vae_digits
+
+Expected runtime: TBD on 2 CPU cores.
+Measured: TBD.
+"""
+
+from genjax import config as genjax_config
+
+
+def get_config():
+  c = genjax_config.defaults()
+  c.family = "vae"
+  c.data.name = "digits"
+  c.data.preprocess = "binarize_dynamic"
+  c.model.hidden_sizes = (256, 128)
+  c.model.latent_dim = 8
+  c.optimizer.learning_rate = 1e-3
+  c.train.batch_size = 64
+  c.train.num_steps = 3000
+  c.train.log_every = 100
+  c.train.eval_every = 1000
+  c.train.checkpoint_every = 1000
+  c.eval.batch_size = 100
+  c.eval.periodic_examples = 300
+  c.eval.nll_samples = 1000
+  return c

@@ -1,0 +1,152 @@
+"""What a model family is: modules + a pure objective + samplers + pictures.
+
+The training loop only talks to :class:`Family`; it never branches on which
+family it runs. A family with one network and one loss only implements
+:meth:`Family.init_params`, :meth:`Family.loss_fn`, :meth:`Family.eval_fn`
+and :meth:`Family.pictures`; two-player families override
+:meth:`Family.train_step`.
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax import lax
+
+from genjax.training import optim
+from genjax.training.parallel import AXIS
+from genjax.training.train_state import TrainState, ema_update
+
+Metrics = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+  """What a family needs to know about its data.
+
+  Attributes:
+    name: dataset name.
+    kind: "image" (``x: [B, H, W, C]``) or "points" (``x: [B, 2]``).
+    shape: per-example shape of ``x``.
+    num_classes: number of labels (1 when the dataset has none).
+    preprocess: name of the preprocessing op; fixes the data range.
+    modes: ``[M, 2]`` mode centres for 2-D mixtures, else None.
+    mode_std: standard deviation of each mixture component, else None.
+  """
+  name: str
+  kind: str
+  shape: tuple[int, ...]
+  num_classes: int
+  preprocess: str
+  modes: np.ndarray | None = None
+  mode_std: float | None = None
+
+  @property
+  def data_range(self) -> tuple[float, float]:
+    return (-1.0, 1.0) if self.preprocess == "scale_pm1" else (0.0, 1.0)
+
+
+class Family:
+  """Base class: a single-objective family trained with one optimizer.
+
+  Args:
+    config: the full experiment config.
+    data: facts about the dataset.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, data: DataInfo):
+    self.config = config
+    self.data = data
+    self.ema_decay = float(config.train.ema_decay)
+    self.schedule = optim.make_schedule(config.optimizer, config.train.num_steps)
+    self.tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
+
+  @classmethod
+  def validate(cls, config: ml_collections.ConfigDict) -> list[str]:
+    """Returns family-specific config errors ("config.field=value: allowed ...")."""
+    del config
+    return []
+
+  def init_params(self, key: jax.Array, batch: dict[str, jax.Array]) -> tuple[Any, Any]:
+    """Returns ``(params, model_state)`` for an example preprocessed batch."""
+    raise NotImplementedError
+
+  def init_state(self, key: jax.Array, batch: dict[str, jax.Array]) -> TrainState:
+    params, model_state = self.init_params(key, batch)
+    return TrainState.create(params, self.tx, model_state)
+
+  def loss_fn(self, params, batch: dict[str, jax.Array], keys: jax.Array,
+              step: jax.Array) -> tuple[jax.Array, Metrics]:
+    """Pure objective: ``(scalar loss to minimise, scalar metrics)``.
+
+    Args:
+      params: trainable parameters.
+      batch: ``{"x": [B, ...] float, "label": [B] int32}`` on this device.
+      keys: ``[B]`` per-example PRNG keys.
+      step: int32 scalar, the update being computed (for annealing).
+    """
+    raise NotImplementedError
+
+  def train_step(self, state: TrainState, batch: dict[str, jax.Array],
+                 keys: jax.Array) -> tuple[TrainState, Metrics]:
+    """One update, run per device inside the ``data`` axis.
+
+    Gradients and metrics are averaged over devices with ``lax.pmean``, so
+    every device applies the identical update to its copy of the state.
+    """
+    grad_fn = jax.value_and_grad(self.loss_fn, has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params, batch, keys, state.step)
+    grads = lax.pmean(grads, AXIS)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
+                   learning_rate=self.schedule(state.step))
+    new_state = state.replace(
+        step=state.step + 1, params=params, opt_state=opt_state,
+        ema_params=ema_update(state.ema_params, params, self.ema_decay))
+    return new_state, lax.pmean(metrics, AXIS)
+
+  def eval_fn(self, params, batch: dict[str, jax.Array], keys: jax.Array,
+              num_samples: int) -> dict[str, jax.Array]:
+    """Per-example evaluation metrics, each ``[B]`` (the runner averages).
+
+    Args:
+      params: parameters to evaluate (EMA parameters where kept).
+      batch: as in :meth:`loss_fn`.
+      keys: ``[B]`` per-example keys, fixed across evaluations.
+      num_samples: importance samples for likelihood estimates.
+    """
+    raise NotImplementedError
+
+  def pictures(self, params, batch: dict[str, jax.Array],
+               key: jax.Array) -> dict[str, np.ndarray]:
+    """Named picture grids ``[H, W, C]`` in [0, 1] (host side).
+
+    Args:
+      params: parameters to draw with (EMA parameters where kept).
+      batch: a preprocessed batch of test examples (host arrays).
+      key: PRNG key for sampling.
+    """
+    del params, batch, key
+    return {}
+
+  def to_unit(self, x: jax.Array) -> jax.Array:
+    """Maps data-space values to [0, 1] for pictures."""
+    lo, hi = self.data.data_range
+    return jnp.clip((x - lo) / (hi - lo), 0.0, 1.0)
+
+
+FAMILIES: dict[str, type[Family]] = {}
+
+
+def register(*names: str) -> Callable[[type[Family]], type[Family]]:
+  """Class decorator that registers a family under one or more names."""
+  def wrap(cls):
+    for name in names:
+      FAMILIES[name] = cls
+    return cls
+  return wrap

@@ -1,0 +1,58 @@
+"""Pure objective functions: per-example randomness, VAE bounds, AE losses."""
+
+from genjax.objectives import random
+from genjax.objectives.ae import (
+    CORRUPTIONS,
+    RECONSTRUCTION_KINDS,
+    corrupt,
+    corrupt_gaussian,
+    corrupt_mask,
+    corrupt_none,
+    corrupt_salt_pepper,
+    reconstruction_error,
+)
+from genjax.objectives.vae import (
+    LIKELIHOOD_DATA_RANGE,
+    LIKELIHOOD_NUM_PARAMS,
+    LIKELIHOODS,
+    bernoulli_log_likelihood,
+    diag_gaussian_log_prob,
+    discretized_logistic_log_likelihood,
+    elbo,
+    gaussian_log_likelihood,
+    get_likelihood,
+    iwae_bound,
+    iwae_loss,
+    kl_diag_gaussians,
+    kl_standard_normal,
+    kl_warmup_weight,
+    likelihood_mean,
+    reparameterize,
+)
+
+__all__ = [
+    "CORRUPTIONS",
+    "LIKELIHOODS",
+    "LIKELIHOOD_DATA_RANGE",
+    "LIKELIHOOD_NUM_PARAMS",
+    "RECONSTRUCTION_KINDS",
+    "bernoulli_log_likelihood",
+    "corrupt",
+    "corrupt_gaussian",
+    "corrupt_mask",
+    "corrupt_none",
+    "corrupt_salt_pepper",
+    "diag_gaussian_log_prob",
+    "discretized_logistic_log_likelihood",
+    "elbo",
+    "gaussian_log_likelihood",
+    "get_likelihood",
+    "iwae_bound",
+    "iwae_loss",
+    "kl_diag_gaussians",
+    "kl_standard_normal",
+    "kl_warmup_weight",
+    "likelihood_mean",
+    "random",
+    "reparameterize",
+]

@@ -1,0 +1,76 @@
+"""Orbax checkpoints of the train state, the data position and the config."""
+
+import json
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+ITEMS = ("state", "data", "config")
+
+
+class Checkpointer:
+  """Saves and restores ``(state, data iterator state, config)`` together.
+
+  Checkpoints are written asynchronously; Orbax commits each one atomically
+  (a temporary directory renamed when complete), so a run killed mid-write
+  resumes from the last complete checkpoint.
+
+  Args:
+    directory: where checkpoints live (``workdir/checkpoints``).
+    keep: number of most recent checkpoints to keep.
+    async_save: write in a background thread.
+  """
+
+  def __init__(self, directory: str | pathlib.Path, keep: int = 3,
+               async_save: bool = True):
+    self.directory = pathlib.Path(directory).absolute()
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_names=ITEMS)
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state: Any, data_state: dict,
+           config: ml_collections.ConfigDict) -> None:
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=ocp.args.JsonSave(data_state),
+        config=ocp.args.JsonSave(json.loads(config.to_json_best_effort()))))
+
+  def restore(self, abstract_state: Any, step: int | None = None):
+    """Restores ``(state, data_state, config_dict)`` at ``step`` (default latest).
+
+    Args:
+      abstract_state: a pytree with the structure, shapes and dtypes of the
+        state (e.g. from ``jax.eval_shape``).
+      step: checkpoint step; the latest when None.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target),
+        data=ocp.args.JsonRestore(),
+        config=ocp.args.JsonRestore()))
+    return restored.state, restored.data, restored.config
+
+  def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:
+    """The config a checkpoint was saved with."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        config=ocp.args.JsonRestore()))
+    return ml_collections.ConfigDict(restored.config)
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.close()

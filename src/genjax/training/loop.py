@@ -1,0 +1,319 @@
+"""``train_and_evaluate``: the one training loop every family runs through.
+
+Everything impure lives here: devices, files, time. The loop builds the
+family from the config, restores the latest checkpoint in ``workdir`` if there
+is one (state, EMA, optimizer and data position), and then runs the compiled
+data-parallel step, logging, evaluating, drawing and checkpointing on a
+schedule. Killing it at any point and starting it again with the same
+arguments gives bit-identical parameters to an uninterrupted run.
+"""
+
+import dataclasses
+import json
+import logging
+import pathlib
+import signal
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from genjax import config as config_lib
+from genjax.data import pipeline, sources
+from genjax.evaluation import images as image_io
+from genjax.families import FAMILIES, DataInfo, Family
+from genjax.training import checkpoint as checkpoint_lib
+from genjax.training import steps, writers
+from genjax.training.parallel import DataParallel
+from genjax.training.train_state import TrainState, num_params
+
+log = logging.getLogger("genjax")
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything a config builds before training: usable from a notebook.
+
+  Attributes:
+    config: the validated config.
+    dataset: the in-memory dataset.
+    family: the model family.
+    parallel: device placement and compilation.
+  """
+  config: ml_collections.ConfigDict
+  dataset: sources.Dataset
+  family: Family
+  parallel: DataParallel
+  _eval_steps: dict = dataclasses.field(default_factory=dict, repr=False)
+
+  def eval_step(self, num_samples: int):
+    """The compiled eval step for ``num_samples`` (built once, then cached)."""
+    if num_samples not in self._eval_steps:
+      cfg = self.config
+      self._eval_steps[num_samples] = self.parallel.compile(steps.make_eval_step(
+          self.family, seed=cfg.seed, preprocess=cfg.data.preprocess,
+          num_samples=num_samples))
+    return self._eval_steps[num_samples]
+
+  def example_batch(self) -> dict[str, np.ndarray]:
+    """A few training examples, in the layout the pipeline yields."""
+    n = self.parallel.num_devices
+    batch = {k: v[:n] for k, v in self.dataset.train.items()}
+    batch["index"] = np.arange(n, dtype=np.int32)
+    return batch
+
+  def init_state(self) -> TrainState:
+    """Fresh parameters and optimizer state (deterministic from the seed)."""
+    key = steps.stream_key(self.config.seed, steps.INIT_STREAM)
+    batch = self.example_batch()
+    keys = jax.random.split(key, len(batch["index"]))
+    inputs = steps.prepare_batch(batch, keys, self.config.data.preprocess)
+    return self.family.init_state(key, inputs)
+
+  def abstract_state(self) -> Any:
+    return jax.eval_shape(self.init_state)
+
+
+def build(config: ml_collections.ConfigDict) -> Experiment:
+  """Validates ``config`` and builds dataset, family and device placement.
+
+  Raises:
+    ConfigError: naming every invalid field, before any data is read.
+  """
+  parallel = DataParallel(config.train.parallel)
+  config_lib.validate(config, parallel.num_devices)
+  data_cfg = config.data
+  dataset = sources.load_dataset(
+      data_cfg.name, data_dir=data_cfg.data_dir or None,
+      manual_dir=data_cfg.manual_dir or None)
+  info = DataInfo(name=dataset.name, kind=dataset.kind, shape=tuple(dataset.shape),
+                  num_classes=dataset.num_classes, preprocess=data_cfg.preprocess,
+                  modes=dataset.modes, mode_std=dataset.mode_std)
+  family = FAMILIES[config.family](config, info)
+  return Experiment(config, dataset, family, parallel)
+
+
+def eval_params(state: TrainState, config: ml_collections.ConfigDict):
+  """EMA parameters where they are kept, else the raw parameters."""
+  return state.ema_params if config.train.ema_decay > 0 else state.params
+
+
+def evaluate(exp: Experiment, params, *, num_examples: int, num_samples: int,
+             batch_size: int | None = None, progress: bool = False) -> dict[str, float]:
+  """Averages the family's per-example metrics over the test split.
+
+  Args:
+    exp: the experiment.
+    params: parameters to evaluate (unreplicated).
+    num_examples: number of test examples (0 = all).
+    num_samples: importance samples for likelihood estimates.
+    batch_size: global eval batch (default ``config.eval.batch_size``).
+    progress: show a progress bar.
+
+  Returns:
+    ``{"eval/<name>": mean, ..., "eval/num_examples": n}``.
+  """
+  cfg = exp.config
+  batch_size = batch_size or cfg.eval.batch_size
+  eval_step = exp.eval_step(num_samples)
+  replicated = exp.parallel.put_replicated(params)
+  batches = pipeline.eval_batches(
+      exp.dataset.test, batch_size=batch_size, num_examples=num_examples or None,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  totals, count = {}, 0.0
+  for batch in tqdm.tqdm(batches, desc="eval", disable=not progress, leave=False):
+    sums, n = exp.parallel.get_replicated(eval_step(replicated, exp.parallel.put_batch(batch)))
+    for k, v in sums.items():
+      totals[k] = totals.get(k, 0.0) + float(v)
+    count += float(n)
+  metrics = {f"eval/{k}": v / count for k, v in totals.items()}
+  metrics["eval/num_examples"] = count
+  return metrics
+
+
+def save_pictures(exp: Experiment, params, workdir: pathlib.Path, step: int,
+                  writer=None) -> list[pathlib.Path]:
+  """Draws the family's pictures to ``workdir/images`` (and TensorBoard)."""
+  cfg = exp.config
+  n = min(cfg.eval.num_images, len(exp.dataset.test["label"]))
+  batch = {k: v[:n] for k, v in exp.dataset.test.items()}
+  batch["index"] = np.arange(n, dtype=np.int32)
+  key = steps.stream_key(cfg.seed, steps.PICTURE_STREAM)
+  keys = jax.random.split(key, n)
+  inputs = steps.prepare_batch(batch, keys, cfg.data.preprocess)
+  grids = exp.family.pictures(params, inputs, key)
+  paths = []
+  for name, grid in grids.items():
+    path = workdir / "images" / f"{name}.png"
+    image_io.save_png(path, grid)
+    paths.append(path)
+  if writer is not None and grids:
+    writer.write_images(step, {f"images/{k}": v[None] for k, v in grids.items()})
+  return paths
+
+
+class _Preemption:
+  """Turns SIGTERM into a checkpoint-and-exit at the next step boundary."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # Not the main thread (e.g. some notebook kernels).
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
+  stacked = jax.device_get(history)
+  return {f"train/{k}": float(np.mean([h[k] for h in stacked])) for k in stacked[0]}
+
+
+def _all_finite(tree) -> bool:
+  return bool(jax.jit(lambda t: jnp.all(jnp.stack(
+      [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(t)])))(tree))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | pathlib.Path) -> dict[str, float]:
+  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint.
+
+  Args:
+    config: experiment config (validated here first).
+    workdir: run directory for checkpoints, metrics, TensorBoard and images.
+
+  Returns:
+    The last logged train metrics and the final evaluation metrics.
+  """
+  workdir = pathlib.Path(workdir)
+  exp = build(config)
+  cfg = exp.config
+  tc = cfg.train
+  ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints", keep=tc.keep_checkpoints,
+                                     async_save=tc.async_checkpoint)
+  train_iter = pipeline.make_train_iterator(
+      exp.dataset.train, global_batch_size=tc.batch_size, seed=cfg.seed,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  start = ckpt.latest_step()
+  if start is None:
+    state, start = exp.init_state(), 0
+  else:
+    state, data_state, _ = _restore(exp, ckpt, start)
+    train_iter.set_state(data_state)
+  log.info("%s: %s parameters, %d devices (%s), start at step %d of %d",
+           cfg.family, f"{num_params(state.params):,}", exp.parallel.num_devices,
+           tc.parallel, start, tc.num_steps)
+  _write_config(workdir, cfg)
+  writer = writers.create_writer(workdir, resume_step=start)
+  train_step = exp.parallel.compile(
+      steps.make_train_step(exp.family, seed=cfg.seed, preprocess=cfg.data.preprocess),
+      donate_first=True)
+  pstate = exp.parallel.put_replicated(state)
+  last_saved, summary, history = start, {}, []
+  bar = tqdm.tqdm(total=tc.num_steps, initial=start, desc=cfg.family, unit="step",
+                  disable=not (tc.progress_bar and sys.stderr.isatty()), dynamic_ncols=True)
+  try:
+    with _Preemption() as preemption:
+      for step in range(start + 1, tc.num_steps + 1):
+        pstate, metrics = train_step(pstate, exp.parallel.put_batch(next(train_iter)))
+        history.append(metrics)
+        bar.update(1)
+        if step % tc.log_every == 0 or step == tc.num_steps:
+          summary = _mean_metrics(exp.parallel.get_replicated(history))
+          history = []
+          _check_finite(summary, step, last_saved, workdir)
+          writer.write_scalars(step, summary)
+          bar.set_postfix(loss=f"{summary['train/loss']:.4g}")
+        if tc.eval_every and step % tc.eval_every == 0 and step != tc.num_steps:
+          state = exp.parallel.get_replicated(pstate)
+          writer.write_scalars(step, _periodic_eval(exp, state))
+          save_pictures(exp, eval_params(state, cfg), workdir, step, writer)
+        if (step % tc.checkpoint_every == 0 or step == tc.num_steps
+            or preemption.requested):
+          state = exp.parallel.get_replicated(pstate)
+          if not _all_finite(state.params):
+            raise FloatingPointError(_nonfinite_message(step, last_saved, workdir))
+          ckpt.save(step, state, train_iter.get_state(), cfg)
+          last_saved = step
+        if preemption.requested:
+          log.warning("SIGTERM: saved step %d in %s; rerun to resume", step, workdir)
+          break
+  finally:
+    bar.close()
+    ckpt.wait()  # A failing run still leaves its last checkpoint complete.
+    ckpt.close()
+  state = exp.parallel.get_replicated(pstate)
+  if last_saved == tc.num_steps:
+    final = _periodic_eval(exp, state)
+    writer.write_scalars(tc.num_steps, final)
+    paths = save_pictures(exp, eval_params(state, cfg), workdir, tc.num_steps, writer)
+    summary.update(final)
+    log.info("pictures: %s", ", ".join(str(p) for p in paths))
+  writer.flush()
+  writer.close()
+  return summary
+
+
+def _periodic_eval(exp: Experiment, state: TrainState) -> dict[str, float]:
+  ec = exp.config.eval
+  return evaluate(exp, eval_params(state, exp.config), num_examples=ec.periodic_examples,
+                  num_samples=ec.periodic_nll_samples)
+
+
+def _restore(exp: Experiment, ckpt: checkpoint_lib.Checkpointer, step: int):
+  try:
+    return ckpt.restore(exp.abstract_state(), step)
+  except Exception as e:  # Orbax raises several types for a structure mismatch.
+    saved = ckpt.restore_config(step)
+    changed = _diff(saved.to_dict(), json.loads(exp.config.to_json_best_effort()))
+    raise RuntimeError(
+        f"cannot restore checkpoint {step} in {ckpt.directory} with this config; "
+        f"fields that differ from the saved config: {changed or 'none'}. "
+        "Use a fresh --workdir or the saved config.") from e
+
+
+def _diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
+  out = []
+  for k in sorted(set(saved) | set(current)):
+    a, b = saved.get(k), current.get(k)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _diff(a, b, f"{prefix}{k}.")
+    elif a != b:
+      out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+  return out
+
+
+def _write_config(workdir: pathlib.Path, cfg: ml_collections.ConfigDict) -> None:
+  if jax.process_index() == 0:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
+
+
+def _nonfinite_message(step: int, last_saved: int, workdir: pathlib.Path) -> str:
+  return (f"non-finite values at step {step}; the last good checkpoint (step "
+          f"{last_saved}) in {workdir / 'checkpoints'} is kept. Lower "
+          "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm.")
+
+
+def _check_finite(summary: dict[str, float], step: int, last_saved: int,
+                  workdir: pathlib.Path) -> None:
+  bad = [k for k, v in summary.items() if not np.isfinite(v)]
+  if bad:
+    raise FloatingPointError(_nonfinite_message(step, last_saved, workdir)
+                             + f" Non-finite: {', '.join(bad)}.")

@@ -1,0 +1,95 @@
+"""Metric writers: TensorBoard (CLU), ``metrics.jsonl`` and the console."""
+
+import json
+import logging
+import math
+import pathlib
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from clu import metric_writers
+
+
+class JsonlWriter(metric_writers.MetricWriter):
+  """Appends one JSON object per ``write_scalars`` call to a file.
+
+  Each line is ``{"step": int, "<prefix>/<name>": float, ...}``; non-finite
+  values are written as ``null`` so every line is valid JSON.
+  """
+
+  def __init__(self, path: str | pathlib.Path):
+    self.path = pathlib.Path(path)
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+
+  def truncate_after(self, step: int) -> None:
+    """Drops records after ``step`` (a resumed run replays those steps)."""
+    if not self.path.exists():
+      return
+    kept = [line for line in self.path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step]
+    self.path.write_text("".join(line + "\n" for line in kept))
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+    record = {"step": int(step)}
+    for name, value in scalars.items():
+      value = float(np.asarray(value))
+      record[name] = value if math.isfinite(value) else None
+    with self.path.open("a") as f:
+      f.write(json.dumps(record) + "\n")
+
+  def write_summaries(self, step, values, metadata=None):
+    pass
+
+  def write_images(self, step, images):
+    pass
+
+  def write_videos(self, step, videos):
+    pass
+
+  def write_audios(self, step, audios, *, sample_rate):
+    pass
+
+  def write_texts(self, step, texts):
+    pass
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    pass
+
+  def write_hparams(self, hparams):
+    pass
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
+
+
+def create_writer(workdir: str | pathlib.Path, resume_step: int = 0):
+  """TensorBoard events + ``metrics.jsonl`` on process 0 (logging elsewhere).
+
+  Args:
+    workdir: run directory; events go to ``workdir/tensorboard``.
+    resume_step: records after this step are dropped from ``metrics.jsonl``.
+  """
+  workdir = pathlib.Path(workdir)
+  if jax.process_index() != 0:
+    return metric_writers.create_default_writer(just_logging=True)
+  jsonl = JsonlWriter(workdir / "metrics.jsonl")
+  jsonl.truncate_after(resume_step)
+  tensorboard = metric_writers.SummaryWriter(str(workdir / "tensorboard"))
+  return metric_writers.MultiWriter([tensorboard, jsonl])
+
+
+def configure_logging() -> None:
+  """genjax's own messages at INFO; library chatter (Orbax, absl) at WARNING."""
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  logger = logging.getLogger("genjax")
+  if not logger.handlers:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("genjax: %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+  logger.setLevel(logging.INFO)
