@@ -23,7 +23,7 @@ def get_config():
   c.train.log_every = 100
   c.train.eval_every = 1000
   c.train.checkpoint_every = 1000
-  c.eval.batch_size = 100
+  c.eval.batch_size = 64
   c.eval.periodic_examples = 300
   c.eval.nll_samples = 1000
   return c

@@ -72,10 +72,10 @@ def defaults() -> ml_collections.ConfigDict:
       progress_bar=True,
   )
   c.eval = dict(
-      batch_size=500,
+      batch_size=512,
       num_examples=0,           # test examples for `genjax.evaluate` (0 = all)
       nll_samples=5000,         # importance samples for `genjax.evaluate`
-      nll_chunk=500,            # samples per decoder pass (memory bound)
+      nll_chunk=100,            # samples per decoder pass (bounds memory)
       periodic_examples=1000,   # test examples for evaluation during training
       periodic_nll_samples=100,
       num_images=64,

@@ -55,17 +55,28 @@ def _assert_finite(*arrays):
         assert bool(jnp.all(jnp.isfinite(a)))
 
 
-def _run_all(model, x, y, z):
-    # One jitted function per model: op-by-op eager dispatch compiles every op
-    # separately and dominates test time on CPU.
+def _random_params(module, *args):
+    """Params with `module.init`'s structure/dtypes, filled from a host RNG.
+
+    XLA-CPU compiles the threefry initializers of a whole model slowly (seconds per
+    model), so shape tests trace `init` abstractly and only compile `apply`.
+    """
+    shapes = jax.eval_shape(module.init, jax.random.key(0), *args)
+    rng = np.random.default_rng(0)
+    return jax.tree_util.tree_map(
+        lambda s: jnp.asarray(0.2 * rng.standard_normal(s.shape), s.dtype), shapes
+    ), shapes
+
+
+def _forward_all(model, params, x, y, z):
+    # One jit per model: eager op-by-op dispatch compiles every op separately.
     @jax.jit
-    def run(x, y, z):
-        params = model.init(jax.random.key(1), x, y)
+    def run(params, x, y, z):
         mean, log_var = model.apply(params, x, y, method=Autoencoder.encode)
         out = model.apply(params, z, y, method=Autoencoder.decode)
-        return params, mean, log_var, out, model.apply(params, x, y)
+        return mean, log_var, out, model.apply(params, x, y)
 
-    return run(x, y, z)
+    return run(params, x, y, z)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -77,19 +88,32 @@ def test_autoencoder_shapes(arch, shape, num_classes):
     x, labels = _inputs(shape)
     y = labels if num_classes else None
     z = jax.random.normal(jax.random.key(2), (BATCH, LATENT))
-    params, mean, log_var, out, recon = _run_all(model, x, y, z)
+    params, shapes = _random_params(model, x, y)
+    assert set(shapes["params"]) == {"encoder", "decoder"}
+    assert all(s.dtype == jnp.float32 for s in jax.tree_util.tree_leaves(shapes))
+    mean, log_var, out, recon = _forward_all(model, params, x, y, z)
     assert mean.shape == log_var.shape == (BATCH, LATENT)
     assert out.shape == recon.shape == (BATCH, *shape, num_params)
-    assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
     _assert_finite(mean, log_var, out, recon)
 
 
+def test_real_init_is_finite_float32():
+    model = _build("mlp", (8, 8, 1), 10, 2)
+    x, labels = _inputs((8, 8, 1))
+    params = jax.jit(model.init)(jax.random.key(0), x, labels)
+    leaves = jax.tree_util.tree_leaves(params)
+    assert all(p.dtype == jnp.float32 for p in leaves)
+    _assert_finite(*leaves)
+    # Zero-initialised log-variance bias: the initial posterior variance is ~1.
+    np.testing.assert_array_equal(params["params"]["encoder"]["heads"]["log_var"]["bias"], 0.0)
+
+
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
-def test_deterministic_encoder_and_num_params(arch):
+def test_deterministic_encoder(arch):
     shape = (8, 8, 1)
     model = _build(arch, shape, 0, num_params=1, stochastic=False)
     x, _ = _inputs(shape)
-    params = jax.jit(model.init)(jax.random.key(0), x)
+    params, _ = _random_params(model, x)
     code = jax.jit(lambda p, x: model.apply(p, x, method=Autoencoder.encode))(params, x)
     assert code.shape == (BATCH, LATENT)
     assert jax.jit(model.apply)(params, x).shape == (BATCH, *shape, 1)
@@ -108,7 +132,7 @@ def test_deterministic_encoder_and_num_params(arch):
 )
 def test_modules_directly_and_label_dependence(encoder, decoder):
     x, labels = _inputs((8, 8, 1))
-    enc_params = jax.jit(encoder.init)(jax.random.key(0), x, labels)
+    enc_params, _ = _random_params(encoder, x, labels)
     enc_apply = jax.jit(encoder.apply)
     mean, log_var = enc_apply(enc_params, x, labels)
     assert mean.shape == log_var.shape == (BATCH, LATENT)
@@ -117,7 +141,7 @@ def test_modules_directly_and_label_dependence(encoder, decoder):
     assert not np.allclose(mean, mean_other)
 
     z = jax.random.normal(jax.random.key(1), (BATCH, LATENT))
-    dec_params = jax.jit(decoder.init)(jax.random.key(2), z, labels)
+    dec_params, _ = _random_params(decoder, z, labels)
     dec_apply = jax.jit(decoder.apply)
     out_a = dec_apply(dec_params, z, jnp.zeros(BATCH, jnp.int32))
     out_b = dec_apply(dec_params, z, jnp.full(BATCH, 7, jnp.int32))
@@ -162,7 +186,7 @@ def test_depth_to_space_reference_and_inverse(r):
 def test_subpixel_upsample_shape():
     x = jax.random.normal(jax.random.key(0), (2, 7, 5, 3))
     layer = SubPixelUpsample(6)
-    params = jax.jit(layer.init)(jax.random.key(1), x)
+    params, _ = _random_params(layer, x)
     y = jax.jit(layer.apply)(params, x)
     assert y.shape == (2, 14, 10, 6)
     _assert_finite(y)
@@ -206,7 +230,7 @@ def test_no_conv_transpose():
         assert "nn.ConvTranspose" not in inspect.getsource(mod)
     model = _build("conv", (28, 28, 1), 0, 1)
     x, _ = _inputs((28, 28, 1))
-    params = jax.jit(model.init)(jax.random.key(0), x)
+    params = jax.eval_shape(model.init, jax.random.key(0), x)
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
     assert paths and not any("ConvTranspose" in p for p in paths)
     # A transposed conv lowers to a conv with input (lhs) dilation: none allowed.

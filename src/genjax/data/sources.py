@@ -3,11 +3,11 @@
 Two families:
 
 * Shipped datasets that need no download: ``"digits"`` (sklearn's 8x8 digits)
-    and the 2D toy distributions ``"ring8"``, ``"grid25"``, ``"moons"``,
-    ``"swiss_roll"``.
+  and the 2D toy distributions ``"ring8"``, ``"grid25"``, ``"moons"``,
+  ``"swiss_roll"``.
 * Anything else is read through tensorflow-datasets (``mnist``,
-    ``fashion_mnist``, ``cifar10``, ...). The decoded splits are cached as
-    ``.npz`` next to the prepared dataset, so only the first load is slow.
+  ``fashion_mnist``, ``cifar10``, ...). The decoded splits are cached as
+  ``.npz`` next to the prepared dataset, so only the first load is slow.
 """
 
 from __future__ import annotations

@@ -79,13 +79,17 @@ class Experiment:
     return jax.eval_shape(self.init_state)
 
 
-def build(config: ml_collections.ConfigDict) -> Experiment:
+def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
   """Validates ``config`` and builds dataset, family and device placement.
+
+  Args:
+    config: experiment config.
+    devices: devices to run on (default: all).
 
   Raises:
     ConfigError: naming every invalid field, before any data is read.
   """
-  parallel = DataParallel(config.train.parallel)
+  parallel = DataParallel(config.train.parallel, devices)
   config_lib.validate(config, parallel.num_devices)
   data_cfg = config.data
   dataset = sources.load_dataset(

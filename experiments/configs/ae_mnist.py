@@ -1,0 +1,29 @@
+"""Deterministic autoencoder on MNIST with a 32-d code and a BCE reconstruction loss.
+
+Command:
+  python -m genjax.main --config=experiments/configs/ae_mnist.py --workdir=runs/ae_mnist
+
+Expected runtime: TBD.
+Measured: TBD.
+"""
+
+from genjax import config as genjax_config
+
+
+def get_config():
+  c = genjax_config.defaults()
+  c.family = "ae"
+  c.data.name = "mnist"
+  c.data.preprocess = "scale_01"
+  c.model.hidden_sizes = (512, 256)
+  c.model.latent_dim = 32
+  c.objective.recon_loss = "bce"
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.schedule = "cosine"
+  c.optimizer.end_lr_factor = 0.05
+  c.train.batch_size = 128
+  c.train.num_steps = 10_000
+  c.train.log_every = 500
+  c.train.eval_every = 5_000
+  c.train.checkpoint_every = 5_000
+  return c

@@ -1,0 +1,22 @@
+"""Denoising autoencoder on MNIST: salt-and-pepper noise on 30 % of pixels (Vincent et al. 2008).
+
+The loss reconstructs the clean image from the corrupted one; evaluation
+reports the denoising error (``eval/recon``) and the error on clean inputs
+(``eval/recon_clean_input``).
+
+Command:
+  python -m genjax.main --config=experiments/configs/dae_mnist.py --workdir=runs/dae_mnist
+
+Expected runtime: TBD.
+Measured: TBD.
+"""
+
+from genjax import config as genjax_config
+
+
+def get_config():
+  c = genjax_config.load_sibling(__file__, "ae_mnist").get_config()
+  c.family = "dae"
+  c.objective.corruption = "salt_pepper"
+  c.objective.corruption_level = 0.3
+  return c

@@ -1,0 +1,25 @@
+"""Convolutional VAE on Fashion-MNIST (sub-pixel upsampling decoder).
+
+Same data and likelihood as ``vae_fashion_mnist``; the encoder is two stride-2
+convolutions and the decoder upsamples with conv + depth-to-space instead of
+transposed convolutions (whose weight gradient is pathologically slow on
+XLA-CPU).
+
+Command:
+  python -m genjax.main --config=experiments/configs/vae_conv_fashion_mnist.py --workdir=runs/vae_conv_fashion_mnist
+
+Expected runtime: TBD.
+Measured: TBD.
+"""
+
+from genjax import config as genjax_config
+
+
+def get_config():
+  c = genjax_config.load_sibling(__file__, "vae_fashion_mnist").get_config()
+  c.model.architecture = "conv"
+  c.model.conv_channels = (32, 64)
+  c.model.hidden_sizes = (256,)
+  c.train.num_steps = 10_000
+  c.train.eval_every = 5_000
+  return c

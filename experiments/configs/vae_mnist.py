@@ -1,0 +1,32 @@
+"""VAE on dynamically binarized MNIST (Kingma & Welling 2014; Burda et al. 2016 protocol).
+
+Command:
+  python -m genjax.main --config=experiments/configs/vae_mnist.py --workdir=runs/vae_mnist
+  python -m genjax.evaluate --workdir=runs/vae_mnist --num_samples=5000
+
+Expected runtime: TBD.
+Measured: TBD.
+"""
+
+from genjax import config as genjax_config
+
+
+def get_config():
+  c = genjax_config.defaults()
+  c.family = "vae"
+  c.data.name = "mnist"
+  c.data.preprocess = "binarize_dynamic"
+  c.model.architecture = "mlp"
+  c.model.hidden_sizes = (512, 512)
+  c.model.latent_dim = 32
+  c.model.likelihood = "bernoulli"
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.schedule = "cosine"
+  c.optimizer.end_lr_factor = 0.05
+  c.train.batch_size = 128
+  c.train.num_steps = 90_000
+  c.train.log_every = 500
+  c.train.eval_every = 20_000
+  c.train.checkpoint_every = 5_000
+  c.train.ema_decay = 0.999
+  return c

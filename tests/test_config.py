@@ -1,0 +1,97 @@
+"""Config validation: every bad field is named with its allowed values, before compiling."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from genjax import config as config_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "experiments" / "configs").glob("*.py"))
+
+
+def _base():
+  return config_lib.load_config(REPO / "experiments/configs/vae_digits.py")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_shipped_config_is_valid(path):
+  config_lib.validate(config_lib.load_config(path), num_devices=8)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("family", "vea", "allowed: ae, cvae, dae, iwae, vae"),
+    ("data.name", "no_such_dataset", "shipped dataset (digits, ring8"),
+    ("data.preprocess", "binarise", "allowed:"),
+    ("optimizer.name", "adamax2", "allowed: adam, adamw, sgd, rmsprop"),
+    ("optimizer.schedule", "step", "allowed: constant, cosine"),
+    ("optimizer.learning_rate", 0.0, "must be > 0"),
+    ("optimizer.learning_rate", -1e-3, "must be > 0"),
+    ("train.batch_size", 0, "must be > 0"),
+    ("train.batch_size", 12, "multiple of the 8 devices"),
+    ("train.parallel", "dp", "allowed: shard_map, pmap"),
+    ("train.ema_decay", 1.0, "must be in [0, 1)"),
+    ("model.latent_dim", 0, "must be an integer >= 1"),
+    ("model.architecture", "resnet", "allowed: mlp, conv"),
+    ("model.likelihood", "poisson", "allowed: bernoulli, discretized_logistic"),
+    ("model.activation", "swish2", "allowed:"),
+    ("model.hidden_sizes", (64, -1), "positive integers"),
+    ("objective.beta", -1.0, "must be >= 0"),
+    ("objective.num_samples", 0, "integer >= 1"),
+    ("eval.batch_size", 100, "multiple of the 8 devices"),
+])
+def test_bad_field_is_named_with_allowed_values(field, value, expected):
+  c = _base()
+  section, _, name = field.rpartition(".")
+  (c[section] if section else c)[name] = value
+  with pytest.raises(config_lib.ConfigError) as info:
+    config_lib.validate(c, num_devices=8)
+  message = str(info.value)
+  assert f"config.{field}=" in message
+  assert expected in message
+
+
+def test_all_errors_reported_at_once():
+  c = _base()
+  c.family, c.train.batch_size, c.optimizer.learning_rate = "nope", -4, 0.0
+  with pytest.raises(config_lib.ConfigError) as info:
+    config_lib.validate(c, num_devices=1)
+  for field in ("config.family=", "config.train.batch_size=", "config.optimizer.learning_rate="):
+    assert field in str(info.value)
+
+
+def test_likelihood_must_match_data_range():
+  c = _base()
+  c.data.preprocess = "scale_pm1"  # [-1, 1] data under a Bernoulli decoder.
+  with pytest.raises(config_lib.ConfigError, match="config.model.likelihood='bernoulli'"):
+    config_lib.validate(c, num_devices=1)
+
+
+def test_dae_needs_a_corruption():
+  c = config_lib.load_config(REPO / "experiments/configs/dae_mnist.py")
+  c.objective.corruption = "none"
+  with pytest.raises(config_lib.ConfigError, match="family 'dae' needs a corruption"):
+    config_lib.validate(c, num_devices=1)
+
+
+def _launch(*args, tmp_path):
+  return subprocess.run(
+      [sys.executable, "-m", "genjax.main",
+       f"--config={REPO / 'experiments/configs/vae_digits.py'}",
+       f"--workdir={tmp_path / 'run'}", *args],
+      capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_launcher_exits_nonzero_naming_the_field(tmp_path):
+  result = _launch("--config.model.latent_dim=0", tmp_path=tmp_path)
+  assert result.returncode != 0
+  assert "config.model.latent_dim=0: must be an integer >= 1" in result.stderr
+  assert not (tmp_path / "run" / "checkpoints").exists()  # Failed before any work.
+
+
+def test_launcher_rejects_a_misspelt_override(tmp_path):
+  result = _launch("--config.train.batchsize=32", tmp_path=tmp_path)
+  assert result.returncode != 0
+  assert "batchsize" in result.stderr
