@@ -21,7 +21,9 @@ def test_every_shipped_config_is_valid(path):
   config_lib.validate(config_lib.load_config(path), num_devices=8)
 
 
-@pytest.mark.parametrize("field, value, expected", [
+@pytest.mark.parametrize(
+  "field, value, expected",
+  [
     ("family", "vea", "allowed: ae, cvae, dae, iwae, vae"),
     ("data.name", "no_such_dataset", "shipped dataset (digits, ring8"),
     ("data.preprocess", "binarise", "allowed:"),
@@ -41,7 +43,8 @@ def test_every_shipped_config_is_valid(path):
     ("objective.beta", -1.0, "must be >= 0"),
     ("objective.num_samples", 0, "integer >= 1"),
     ("eval.batch_size", 100, "multiple of the 8 devices"),
-])
+  ],
+)
 def test_bad_field_is_named_with_allowed_values(field, value, expected):
   c = _base()
   section, _, name = field.rpartition(".")
@@ -78,10 +81,19 @@ def test_dae_needs_a_corruption():
 
 def _launch(*args, tmp_path):
   return subprocess.run(
-      [sys.executable, "-m", "genjax.main",
-       f"--config={REPO / 'experiments/configs/vae_digits.py'}",
-       f"--workdir={tmp_path / 'run'}", *args],
-      capture_output=True, text=True, cwd=REPO, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "genjax.main",
+      f"--config={REPO / 'experiments/configs/vae_digits.py'}",
+      f"--workdir={tmp_path / 'run'}",
+      *args,
+    ],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    timeout=300,
+  )
 
 
 def test_launcher_exits_nonzero_naming_the_field(tmp_path):

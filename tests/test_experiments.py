@@ -34,7 +34,7 @@ def test_config_runs_two_steps_end_to_end(path, tmp_path):
   config = _two_step(config_lib.load_config(path))
   summary = loop.train_and_evaluate(config, tmp_path)
   assert math.isfinite(summary["train/loss"])
-  records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records if "train/loss" in r] == [1, 2]
   evals = [r for r in records if any(k.startswith("eval/") for k in r)]
   assert evals and evals[-1]["eval/num_examples"] == 16
@@ -64,16 +64,28 @@ def trained_digits_vae(tmp_path_factory):
 
 def test_evaluate_cli_prints_test_metrics(trained_digits_vae):
   result = subprocess.run(
-      [sys.executable, "-m", "genjax.evaluate", f"--workdir={trained_digits_vae}",
-       "--num_samples=200", "--num_examples=128"],
-      capture_output=True, text=True, cwd=REPO, timeout=300, check=True)
+    [
+      sys.executable,
+      "-m",
+      "genjax.evaluate",
+      f"--workdir={trained_digits_vae}",
+      "--num_samples=200",
+      "--num_examples=128",
+    ],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    timeout=300,
+    check=True,
+  )
   metrics = json.loads(result.stdout)
   assert metrics["step"] == 300 and metrics["eval/num_examples"] == 128
   assert metrics["eval/num_samples"] == 200
   # Independent truths: elbo = -(recon + kl); the IWAE estimate of the NLL is
   # a tighter bound than the ELBO, so NLL <= -ELBO.
-  assert metrics["eval/elbo"] == pytest.approx(-(metrics["eval/recon"] + metrics["eval/kl"]),
-                                               rel=1e-5)
+  assert metrics["eval/elbo"] == pytest.approx(
+    -(metrics["eval/recon"] + metrics["eval/kl"]), rel=1e-5
+  )
   assert metrics["eval/kl"] > 0
   assert metrics["eval/nll"] < -metrics["eval/elbo"]
   assert json.loads((trained_digits_vae / "eval.json").read_text()) == metrics
@@ -81,14 +93,21 @@ def test_evaluate_cli_prints_test_metrics(trained_digits_vae):
 
 def test_nll_estimate_tightens_with_more_samples(trained_digits_vae):
   from genjax.evaluate import evaluate_workdir
-  nll = [evaluate_workdir(trained_digits_vae, num_samples=k, num_examples=128)["eval/nll"]
-         for k in (1, 10, 100)]
+
+  nll = [
+    evaluate_workdir(trained_digits_vae, num_samples=k, num_examples=128)["eval/nll"]
+    for k in (1, 10, 100)
+  ]
   assert nll[0] > nll[1] > nll[2]
 
 
 def test_evaluate_without_checkpoint_is_a_clear_error(tmp_path):
   result = subprocess.run(
-      [sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path}"],
-      capture_output=True, text=True, cwd=REPO, timeout=120)
+    [sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path}"],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    timeout=120,
+  )
   assert result.returncode != 0
   assert "no checkpoint in" in result.stderr

@@ -31,54 +31,64 @@ def defaults() -> ml_collections.ConfigDict:
   c.family = "vae"
   c.seed = 0
   c.data = dict(
-      name="digits",            # shipped name, or any tensorflow-datasets name
-      data_dir="",              # tfds data dir ("" = $TFDS_DATA_DIR or tfds default)
-      manual_dir="",            # raw files for offline preparation ("" = $GENJAX_MANUAL_DIR)
-      preprocess="binarize_dynamic",
+    name="digits",  # shipped name, or any tensorflow-datasets name
+    data_dir="",  # tfds data dir ("" = $TFDS_DATA_DIR or tfds default)
+    manual_dir="",  # raw files for offline preparation ("" = $GENJAX_MANUAL_DIR)
+    preprocess="binarize_dynamic",
   )
   c.model = dict(
-      architecture="mlp",       # mlp | conv
-      hidden_sizes=(512, 256),  # MLP layers (encoder; reversed for the decoder)
-      conv_channels=(32, 64),   # conv encoder channels per stride-2 stage
-      latent_dim=16,
-      activation="relu",
-      likelihood="bernoulli",   # decoder distribution p(x|z)
-      conditional=False,        # feed the label to encoder and decoder
+    architecture="mlp",  # mlp | conv
+    hidden_sizes=(512, 256),  # MLP layers (encoder; reversed for the decoder)
+    conv_channels=(32, 64),  # conv encoder channels per stride-2 stage
+    latent_dim=16,
+    activation="relu",
+    likelihood="bernoulli",  # decoder distribution p(x|z)
+    conditional=False,  # feed the label to encoder and decoder
   )
   c.objective = dict(
-      beta=1.0,                 # KL weight (beta-VAE)
-      kl_warmup_steps=0,        # linear KL annealing from 0 to beta
-      num_samples=1,            # importance samples k for the IWAE objective
-      recon_loss="bce",         # AE/DAE reconstruction: bce | l2
-      corruption="none",        # DAE corruption: none | gaussian | mask | salt_pepper
-      corruption_level=0.0,
+    beta=1.0,  # KL weight (beta-VAE)
+    kl_warmup_steps=0,  # linear KL annealing from 0 to beta
+    num_samples=1,  # importance samples k for the IWAE objective
+    recon_loss="bce",  # AE/DAE reconstruction: bce | l2
+    corruption="none",  # DAE corruption: none | gaussian | mask | salt_pepper
+    corruption_level=0.0,
   )
   c.optimizer = dict(
-      name="adam", learning_rate=1e-3, schedule="constant", warmup_steps=0,
-      end_lr_factor=0.0, decay_rate=0.1, b1=0.9, b2=0.999, eps=1e-8,
-      weight_decay=1e-4, momentum=0.0, nesterov=False, grad_clip_norm=0.0,
+    name="adam",
+    learning_rate=1e-3,
+    schedule="constant",
+    warmup_steps=0,
+    end_lr_factor=0.0,
+    decay_rate=0.1,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    weight_decay=1e-4,
+    momentum=0.0,
+    nesterov=False,
+    grad_clip_norm=0.0,
   )
   c.train = dict(
-      batch_size=128,           # global batch, split over all devices
-      num_steps=1000,
-      log_every=100,
-      eval_every=1000,          # 0 disables periodic evaluation
-      checkpoint_every=1000,
-      keep_checkpoints=3,
-      ema_decay=0.0,            # 0 disables EMA (ema_params == params)
-      parallel="shard_map",     # shard_map | pmap
-      distributed=False,        # call jax.distributed.initialize() (multi-host)
-      async_checkpoint=True,
-      progress_bar=True,
+    batch_size=128,  # global batch, split over all devices
+    num_steps=1000,
+    log_every=100,
+    eval_every=1000,  # 0 disables periodic evaluation
+    checkpoint_every=1000,
+    keep_checkpoints=3,
+    ema_decay=0.0,  # 0 disables EMA (ema_params == params)
+    parallel="shard_map",  # shard_map | pmap
+    distributed=False,  # call jax.distributed.initialize() (multi-host)
+    async_checkpoint=True,
+    progress_bar=True,
   )
   c.eval = dict(
-      batch_size=512,
-      num_examples=0,           # test examples for `genjax.evaluate` (0 = all)
-      nll_samples=5000,         # importance samples for `genjax.evaluate`
-      nll_chunk=100,            # samples per decoder pass (bounds memory)
-      periodic_examples=1000,   # test examples for evaluation during training
-      periodic_nll_samples=100,
-      num_images=64,
+    batch_size=512,
+    num_examples=0,  # test examples for `genjax.evaluate` (0 = all)
+    nll_samples=5000,  # importance samples for `genjax.evaluate`
+    nll_chunk=100,  # samples per decoder pass (bounds memory)
+    periodic_examples=1000,  # test examples for evaluation during training
+    periodic_nll_samples=100,
+    num_images=64,
   )
   return c
 
@@ -132,6 +142,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     num_devices: devices the global batch is split over (default: all).
   """
   from genjax.families import FAMILIES  # Families import this module.
+
   errors = []
   _check_in(errors, c, "family", sorted(FAMILIES))
   _check_dataset(errors, c.data.name)
@@ -139,22 +150,52 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
   _check_in(errors, c, "optimizer.name", optim.OPTIMIZERS)
   _check_in(errors, c, "optimizer.schedule", optim.SCHEDULES)
   _check_in(errors, c, "train.parallel", parallel.MODES)
-  for field in ("optimizer.learning_rate", "train.batch_size", "train.num_steps",
-                "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
-                "eval.batch_size", "eval.nll_samples", "eval.nll_chunk",
-                "eval.periodic_examples", "eval.periodic_nll_samples"):
+  for field in (
+    "optimizer.learning_rate",
+    "train.batch_size",
+    "train.num_steps",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "eval.batch_size",
+    "eval.nll_samples",
+    "eval.nll_chunk",
+    "eval.periodic_examples",
+    "eval.periodic_nll_samples",
+  ):
     _check_positive(errors, c, field)
-  for field in ("train.eval_every", "eval.num_examples", "optimizer.warmup_steps",
-                "optimizer.grad_clip_norm", "optimizer.weight_decay", "eval.num_images"):
+  for field in (
+    "train.eval_every",
+    "eval.num_examples",
+    "optimizer.warmup_steps",
+    "optimizer.grad_clip_norm",
+    "optimizer.weight_decay",
+    "eval.num_images",
+  ):
     _check_positive(errors, c, field, allow_zero=True)
-  _check(errors, 0.0 <= c.train.ema_decay < 1.0, "train.ema_decay",
-         c.train.ema_decay, "must be in [0, 1)")
+  _check(
+    errors,
+    0.0 <= c.train.ema_decay < 1.0,
+    "train.ema_decay",
+    c.train.ema_decay,
+    "must be in [0, 1)",
+  )
   n = num_devices or jax.device_count()
   batch = c.train.batch_size
-  _check(errors, isinstance(batch, int) and batch > 0 and batch % n == 0,
-         "train.batch_size", batch, f"must be a positive multiple of the {n} devices")
-  _check(errors, c.eval.batch_size % n == 0, "eval.batch_size", c.eval.batch_size,
-         f"must be a multiple of the {n} devices")
+  _check(
+    errors,
+    isinstance(batch, int) and batch > 0 and batch % n == 0,
+    "train.batch_size",
+    batch,
+    f"must be a positive multiple of the {n} devices",
+  )
+  _check(
+    errors,
+    c.eval.batch_size % n == 0,
+    "eval.batch_size",
+    c.eval.batch_size,
+    f"must be a multiple of the {n} devices",
+  )
   family = FAMILIES.get(c.family)
   if family is not None:
     errors.extend(family.validate(c))
@@ -166,10 +207,13 @@ def _check_dataset(errors, name):
   if name in sources.SHIPPED_DATASETS:
     return
   if not _is_tfds_name(name):
-    errors.append(f"config.data.name={name!r}: allowed: a shipped dataset "
-                  f"({', '.join(sources.SHIPPED_DATASETS)}) or a tensorflow-datasets name")
+    errors.append(
+      f"config.data.name={name!r}: allowed: a shipped dataset "
+      f"({', '.join(sources.SHIPPED_DATASETS)}) or a tensorflow-datasets name"
+    )
 
 
 def _is_tfds_name(name: str) -> bool:
   import tensorflow_datasets as tfds  # Slow import; only for non-shipped names.
+
   return name.split(":")[0].split("/")[0] in tfds.list_builders()

@@ -14,16 +14,19 @@ from absl import app, flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory with checkpoints.")
 _NUM_SAMPLES = flags.DEFINE_integer(
-    "num_samples", None, "Importance samples for the NLL (default config.eval.nll_samples).")
+  "num_samples", None, "Importance samples for the NLL (default config.eval.nll_samples)."
+)
 _NUM_EXAMPLES = flags.DEFINE_integer(
-    "num_examples", None, "Test examples (default config.eval.num_examples; 0 = all).")
+  "num_examples", None, "Test examples (default config.eval.num_examples; 0 = all)."
+)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Global eval batch size.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 flags.mark_flag_as_required("workdir")
 
 
-def evaluate_workdir(workdir, *, num_samples=None, num_examples=None,
-                     batch_size=None, step=None, progress=False) -> dict:
+def evaluate_workdir(
+  workdir, *, num_samples=None, num_examples=None, batch_size=None, step=None, progress=False
+) -> dict:
   """Evaluates a run directory's checkpoint; returns ``eval/`` metrics.
 
   Args:
@@ -36,6 +39,7 @@ def evaluate_workdir(workdir, *, num_samples=None, num_examples=None,
   """
   from genjax.training import checkpoint as checkpoint_lib
   from genjax.training import loop
+
   ckpt = checkpoint_lib.Checkpointer(pathlib.Path(workdir) / "checkpoints")
   step = ckpt.latest_step() if step is None else step
   if step is None:
@@ -46,9 +50,13 @@ def evaluate_workdir(workdir, *, num_samples=None, num_examples=None,
   ckpt.close()
   ec = config.eval
   metrics = loop.evaluate(
-      exp, loop.eval_params(state, config),
-      num_examples=ec.num_examples if num_examples is None else num_examples,
-      num_samples=num_samples or ec.nll_samples, batch_size=batch_size, progress=progress)
+    exp,
+    loop.eval_params(state, config),
+    num_examples=ec.num_examples if num_examples is None else num_examples,
+    num_samples=num_samples or ec.nll_samples,
+    batch_size=batch_size,
+    progress=progress,
+  )
   metrics["step"] = step
   metrics["eval/num_samples"] = num_samples or ec.nll_samples
   return metrics
@@ -57,11 +65,17 @@ def evaluate_workdir(workdir, *, num_samples=None, num_examples=None,
 def main(argv):
   del argv
   from genjax.training import writers
+
   writers.configure_logging()
   try:
     metrics = evaluate_workdir(
-        _WORKDIR.value, num_samples=_NUM_SAMPLES.value, num_examples=_NUM_EXAMPLES.value,
-        batch_size=_BATCH_SIZE.value, step=_STEP.value, progress=sys.stderr.isatty())
+      _WORKDIR.value,
+      num_samples=_NUM_SAMPLES.value,
+      num_examples=_NUM_EXAMPLES.value,
+      batch_size=_BATCH_SIZE.value,
+      step=_STEP.value,
+      progress=sys.stderr.isatty(),
+    )
   except FileNotFoundError as e:
     print(f"genjax.evaluate: {e}", file=sys.stderr)
     sys.exit(2)

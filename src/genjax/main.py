@@ -14,10 +14,11 @@ from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (experiments/configs/<name>.py).",
-    lock_config=True)
+  "config", None, "Experiment config file (experiments/configs/<name>.py).", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Run directory; an existing one with checkpoints is resumed.")
+  "workdir", None, "Run directory; an existing one with checkpoints is resumed."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -26,6 +27,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from genjax import config as config_lib  # Import after flags parse (fast --help).
   from genjax.training import loop, writers
+
   writers.configure_logging()
   config = _CONFIG.value
   if config.train.distributed:

@@ -84,7 +84,7 @@ def test_per_example_key_independence(name):
   assert not np.array_equal(out[1], other[1])
   # Splitting the batch (as across devices) does not change any example's noise.
   halves = jnp.concatenate(
-      [ae.corrupt(name, keys[:1], x[:1], 0.4), ae.corrupt(name, keys[1:], x[1:], 0.4)]
+    [ae.corrupt(name, keys[:1], x[:1], 0.4), ae.corrupt(name, keys[1:], x[1:], 0.4)]
   )
   np.testing.assert_array_equal(halves, out)
 

@@ -45,8 +45,8 @@ def test_split_layout_and_independence():
   assert jax.dtypes.issubdtype(parts.dtype, jax.dtypes.prng_key)
   for j in range(3):
     np.testing.assert_array_equal(
-        jax.random.key_data(parts[j, 2]),
-        jax.random.key_data(jax.random.split(keys[2], 3)[j]),
+      jax.random.key_data(parts[j, 2]),
+      jax.random.key_data(jax.random.split(keys[2], 3)[j]),
     )
   a, b = random.normal(parts[0], (16,)), random.normal(parts[1], (16,))
   assert not np.allclose(a, b)
@@ -59,7 +59,7 @@ def test_fold_in_and_example_keys():
   assert ek.shape == (3,)
   for n, i in enumerate([7, 3, 1000]):
     np.testing.assert_array_equal(
-        jax.random.key_data(ek[n]), jax.random.key_data(jax.random.fold_in(key, i))
+      jax.random.key_data(ek[n]), jax.random.key_data(jax.random.fold_in(key, i))
     )
   f1, f2 = random.fold_in(ek, 1), random.fold_in(ek, 2)
   assert f1.shape == (3,)

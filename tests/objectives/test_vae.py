@@ -32,10 +32,10 @@ def test_kl_known_values():
   one = jnp.ones((1, 1))
   np.testing.assert_allclose(vae.kl_standard_normal(one, 0 * one), [0.5], rtol=1e-6)
   np.testing.assert_allclose(
-      vae.kl_standard_normal(0 * one, math.log(4.0) * one), [0.8068528], rtol=1e-6
+    vae.kl_standard_normal(0 * one, math.log(4.0) * one), [0.8068528], rtol=1e-6
   )
   np.testing.assert_allclose(
-      vae.kl_diag_gaussians(0 * one, math.log(4.0) * one, 0.0, 0.0), [0.8068528], rtol=1e-6
+    vae.kl_diag_gaussians(0 * one, math.log(4.0) * one, 0.0, 0.0), [0.8068528], rtol=1e-6
   )
 
 
@@ -50,7 +50,7 @@ def test_kl_diag_gaussians_matches_numerical_integration():
       q = stats.norm(mq[i, j], math.exp(0.5 * lvq[i, j]))
       p = stats.norm(mp[i, j], math.exp(0.5 * lvp[i, j]))
       lo, hi = q.mean() - 12 * q.std(), q.mean() + 12 * q.std()
-      val, _ = integrate.quad(lambda t: q.pdf(t) * (q.logpdf(t) - p.logpdf(t)), lo, hi)
+      val, _ = integrate.quad(lambda t, q=q, p=p: q.pdf(t) * (q.logpdf(t) - p.logpdf(t)), lo, hi)
       want[i] += val
   assert got.shape == (2,) and np.all(np.isfinite(got))
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -94,7 +94,7 @@ def test_bernoulli_stable_for_extreme_logits():
   x = jnp.array([[0.0, 1.0, 1.0, 0.0]])
   ll = vae.bernoulli_log_likelihood(x, logits)
   np.testing.assert_allclose(ll, [-200.0], rtol=1e-6)
-  grad = jax.grad(lambda l: vae.bernoulli_log_likelihood(x, l).sum())(logits)
+  grad = jax.grad(lambda lg: vae.bernoulli_log_likelihood(x, lg).sum())(logits)
   assert np.all(np.isfinite(grad))
   np.testing.assert_allclose(grad, [[-1.0, 1.0, 0.0, 0.0]], atol=1e-6)
 
@@ -119,14 +119,14 @@ _GRID = np.linspace(-1.0, 1.0, 256)
 
 
 @pytest.mark.parametrize(
-    "mean,log_scale",
-    [(0.0, -2.0), (0.3, -6.0), (-0.999, -3.0), (0.998, 0.5), (1.0, -8.0), (-1.0, 2.0), (0.5, -4.5)],
+  "mean,log_scale",
+  [(0.0, -2.0), (0.3, -6.0), (-0.999, -3.0), (0.998, 0.5), (1.0, -8.0), (-1.0, 2.0), (0.5, -4.5)],
 )
 def test_discretized_logistic_bins_sum_to_one_and_match_scipy(mean, log_scale):
   # One single-pixel example per bin value.
   x = jnp.asarray(_GRID, jnp.float32).reshape(256, 1)
   ll = vae.discretized_logistic_log_likelihood(
-      x, jnp.full_like(x, mean), jnp.full_like(x, log_scale)
+    x, jnp.full_like(x, mean), jnp.full_like(x, log_scale)
   )
   assert ll.shape == (256,) and np.all(np.isfinite(ll))
   probs = np.exp(np.asarray(ll, np.float64))
@@ -144,7 +144,7 @@ def test_discretized_logistic_gradients_finite_in_tails():
   for log_scale in (-9.0, 0.0, 4.0):
     ls = jnp.full_like(x, log_scale)
     ll, grads = jax.value_and_grad(
-        lambda m, s: vae.discretized_logistic_log_likelihood(x, m, s).sum(), argnums=(0, 1)
+      lambda m, s: vae.discretized_logistic_log_likelihood(x, m, s).sum(), argnums=(0, 1)
     )(mean, ls)
     assert np.isfinite(ll) and all(np.all(np.isfinite(g)) for g in grads)
 
@@ -169,9 +169,9 @@ def test_likelihood_registry_consistent_with_functions():
     np.testing.assert_allclose(got, want, rtol=1e-6)
   out = jnp.asarray(rng.normal(size=x01.shape + (1,)), jnp.float32)
   np.testing.assert_allclose(
-      vae.get_likelihood("gaussian_fixed", fixed_log_var=-2.0)(x01, out),
-      vae.gaussian_log_likelihood(x01, out[..., 0], -2.0),
-      rtol=1e-6,
+    vae.get_likelihood("gaussian_fixed", fixed_log_var=-2.0)(x01, out),
+    vae.gaussian_log_likelihood(x01, out[..., 0], -2.0),
+    rtol=1e-6,
   )
   with pytest.raises(ValueError, match="decoder output of shape"):
     vae.LIKELIHOODS["gaussian_learned"](x01, out)
@@ -186,8 +186,8 @@ def test_likelihood_mean():
   np.testing.assert_allclose(mean("gaussian_learned", out), np.clip(out[..., 0], 0, 1))
   np.testing.assert_allclose(mean("discretized_logistic", out), np.clip(out[..., 0], -1, 1))
   np.testing.assert_allclose(
-      vae.likelihood_mean("gaussian_fixed", out[..., :1], data_range=(-1.0, 1.0)),
-      np.clip(out[..., 0], -1, 1),
+    vae.likelihood_mean("gaussian_fixed", out[..., :1], data_range=(-1.0, 1.0)),
+    np.clip(out[..., 0], -1, 1),
   )
   assert vae.likelihood_mean("gaussian_learned", out).shape == (2, 3)
   with pytest.raises(ValueError, match="allowed"):
@@ -290,9 +290,9 @@ def _linear_gaussian(seed=11, exact=True):
     return (z @ wj.T + bj)[..., None]
 
   model = dict(
-      encode=encode,
-      decode=decode,
-      log_likelihood=vae.get_likelihood("gaussian_fixed", fixed_log_var=math.log(s2)),
+    encode=encode,
+    decode=decode,
+    log_likelihood=vae.get_likelihood("gaussian_fixed", fixed_log_var=math.log(s2)),
   )
   marginal = stats.multivariate_normal(b, w @ w.T + s2 * np.eye(_D))  # closed-form p(x)
   log_px = marginal.logpdf
@@ -314,7 +314,7 @@ class ElboVariantsTest(chex.TestCase):
   def test_elbo_shapes_and_identities(self, kl_estimator):
     model = _nonlinear_model()
     fn = self.variant(
-        lambda x, keys, beta: vae.elbo(x, keys, beta=beta, kl_estimator=kl_estimator, **model)
+      lambda x, keys, beta: vae.elbo(x, keys, beta=beta, kl_estimator=kl_estimator, **model)
     )
     out = fn(_data(5), _keys(5), 0.25)
     assert sorted(out) == ["elbo", "kl", "loss", "recon"]
@@ -406,8 +406,8 @@ def test_iwae_bound_tightens_with_k():
   x = jnp.broadcast_to(_data(1, seed=13), (b, _D))
   keys = _keys(b, seed=5)
   means = [
-      float(_iwae(x, keys, num_samples=k, chunk_size=c, **model).mean())
-      for k, c in ((1, None), (10, None), (100, 25))
+    float(_iwae(x, keys, num_samples=k, chunk_size=c, **model).mean())
+    for k, c in ((1, None), (10, None), (100, 25))
   ]
   truth = float(log_px(np.asarray(x[0], np.float64)))
   # Gaps are ~0.3-0.6 nats here, several standard errors of the 64-key averages.

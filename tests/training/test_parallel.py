@@ -29,8 +29,9 @@ def _train(parallel: str, devices, family: str = "vae"):
   exp = loop.build(_tiny_config(parallel, family), devices=devices)
   cfg = exp.config
   step_fn = exp.parallel.compile(
-      steps.make_train_step(exp.family, seed=cfg.seed, preprocess=cfg.data.preprocess),
-      donate_first=True)
+    steps.make_train_step(exp.family, seed=cfg.seed, preprocess=cfg.data.preprocess),
+    donate_first=True,
+  )
   it = pipeline.make_train_iterator(exp.dataset.train, global_batch_size=64, seed=0)
   state = exp.parallel.put_replicated(exp.init_state())
   losses = []
@@ -55,5 +56,8 @@ def test_one_device_shard_map_and_pmap_agree(family):
   assert max(moved) > 1e-3
   for other in (sharded, pmapped):
     for name in ("params", "ema_params", "opt_state"):
-      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
-                   getattr(one, name), getattr(other, name))
+      jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+        getattr(one, name),
+        getattr(other, name),
+      )

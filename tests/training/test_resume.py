@@ -1,7 +1,6 @@
 """A run killed at any point and resumed ends bit-identical to an uninterrupted run."""
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -18,19 +17,29 @@ from genjax.training import loop
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NUM_STEPS = 600
 OVERRIDES = [
-    f"--config.train.num_steps={NUM_STEPS}", "--config.train.checkpoint_every=50",
-    "--config.train.log_every=25", "--config.train.eval_every=200",
-    "--config.train.ema_decay=0.99", "--config.optimizer.schedule=cosine",
-    "--config.eval.periodic_examples=64", "--config.eval.periodic_nll_samples=4",
-    "--config.eval.batch_size=64", "--config.eval.num_images=16",
-    "--config.model.hidden_sizes=(256,256)",
+  f"--config.train.num_steps={NUM_STEPS}",
+  "--config.train.checkpoint_every=50",
+  "--config.train.log_every=25",
+  "--config.train.eval_every=200",
+  "--config.train.ema_decay=0.99",
+  "--config.optimizer.schedule=cosine",
+  "--config.eval.periodic_examples=64",
+  "--config.eval.periodic_nll_samples=4",
+  "--config.eval.batch_size=64",
+  "--config.eval.num_images=16",
+  "--config.model.hidden_sizes=(256,256)",
 ]
 
 
 def _command(workdir):
-  return [sys.executable, "-m", "genjax.main",
-          f"--config={REPO / 'experiments/configs/vae_digits.py'}",
-          f"--workdir={workdir}", *OVERRIDES]
+  return [
+    sys.executable,
+    "-m",
+    "genjax.main",
+    f"--config={REPO / 'experiments/configs/vae_digits.py'}",
+    f"--workdir={workdir}",
+    *OVERRIDES,
+  ]
 
 
 def _final_state(workdir):
@@ -72,8 +81,9 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, sig):
   workdir = tmp_path / "interrupted"
-  proc = subprocess.Popen(_command(workdir), cwd=REPO, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
+  proc = subprocess.Popen(
+    _command(workdir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+  )
   _wait_for_checkpoint(workdir, proc)
   proc.send_signal(sig)
   _, err = proc.communicate(timeout=120)
@@ -91,6 +101,9 @@ def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, sig):
   _assert_identical(state_a, state_b)  # params, EMA, optimizer state, step
   assert data_a == data_b  # and the data position
   # metrics.jsonl holds each logged step once, in order, after the replay.
-  steps = [json.loads(l)["step"] for l in (workdir / "metrics.jsonl").read_text().splitlines()
-           if "train/loss" in json.loads(l)]
+  steps = [
+    json.loads(line)["step"]
+    for line in (workdir / "metrics.jsonl").read_text().splitlines()
+    if "train/loss" in json.loads(line)
+  ]
   assert steps == sorted(set(steps)) and steps[-1] == NUM_STEPS

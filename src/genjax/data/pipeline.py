@@ -15,129 +15,127 @@ import numpy as np
 
 
 def _num_examples(arrays: dict[str, np.ndarray]) -> int:
-    if not arrays:
-        raise ValueError("arrays is empty; expected e.g. {'image': ..., 'label': ...}.")
-    sizes = {k: len(v) for k, v in arrays.items()}
-    if len(set(sizes.values())) != 1:
-        raise ValueError(f"All arrays must have the same length, got {sizes}.")
-    return next(iter(sizes.values()))
+  if not arrays:
+    raise ValueError("arrays is empty; expected e.g. {'image': ..., 'label': ...}.")
+  sizes = {k: len(v) for k, v in arrays.items()}
+  if len(set(sizes.values())) != 1:
+    raise ValueError(f"All arrays must have the same length, got {sizes}.")
+  return next(iter(sizes.values()))
 
 
 def _per_process(global_batch_size: int, process_count: int, process_index: int) -> int:
-    if global_batch_size % process_count:
-        raise ValueError(
-            f"Global batch size {global_batch_size} is not divisible by the "
-            f"process count {process_count}."
-        )
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index {process_index} not in [0, {process_count}).")
-    return global_batch_size // process_count
+  if global_batch_size % process_count:
+    raise ValueError(
+      f"Global batch size {global_batch_size} is not divisible by the "
+      f"process count {process_count}."
+    )
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} not in [0, {process_count}).")
+  return global_batch_size // process_count
 
 
 def steps_per_epoch(n: int, global_batch_size: int) -> int:
-    """Number of whole global batches in one pass over ``n`` examples.
+  """Number of whole global batches in one pass over ``n`` examples.
 
-    Batches are formed from an endless stream of per-epoch shuffles, so no
-    example is dropped; a batch may straddle two epochs.
-    """
-    return max(1, n // global_batch_size)
+  Batches are formed from an endless stream of per-epoch shuffles, so no
+  example is dropped; a batch may straddle two epochs.
+  """
+  return max(1, n // global_batch_size)
 
 
 def make_train_iterator(
-    arrays: dict[str, np.ndarray],
-    *,
-    global_batch_size: int,
-    seed: int,
-    process_index: int = 0,
-    process_count: int = 1,
-    prefetch: int = 2,
+  arrays: dict[str, np.ndarray],
+  *,
+  global_batch_size: int,
+  seed: int,
+  process_index: int = 0,
+  process_count: int = 1,
+  prefetch: int = 2,
 ) -> grain.DatasetIterator:
-    """Endless shuffled batches for this process; checkpointable position.
+  """Endless shuffled batches for this process; checkpointable position.
 
-    Args:
-        arrays: Equal-length arrays keyed by name, e.g. ``{"image": uint8
-            [N, H, W, C], "label": int32 [N]}``.
-        global_batch_size: Examples per step summed over all processes.
-        seed: Shuffle seed; each epoch is reshuffled as a function of it.
-        process_index: This process's index.
-        process_count: Number of processes sharing each global batch.
-        prefetch: Batches prepared ahead in a background thread.
+  Args:
+      arrays: Equal-length arrays keyed by name, e.g. ``{"image": uint8
+          [N, H, W, C], "label": int32 [N]}``.
+      global_batch_size: Examples per step summed over all processes.
+      seed: Shuffle seed; each epoch is reshuffled as a function of it.
+      process_index: This process's index.
+      process_count: Number of processes sharing each global batch.
+      prefetch: Batches prepared ahead in a background thread.
 
-    Returns:
-        A grain ``DatasetIterator`` yielding dicts with each key of ``arrays``
-        sliced to ``[b, ...]`` (``b = global_batch_size // process_count``) and
-        ``"index"`` int32 [b], the examples' positions ``p*b + arange(b)`` in the
-        global batch. Resume with ``get_state()`` / ``set_state(state)``.
+  Returns:
+      A grain ``DatasetIterator`` yielding dicts with each key of ``arrays``
+      sliced to ``[b, ...]`` (``b = global_batch_size // process_count``) and
+      ``"index"`` int32 [b], the examples' positions ``p*b + arange(b)`` in the
+      global batch. Resume with ``get_state()`` / ``set_state(state)``.
 
-    Raises:
-        ValueError: ``global_batch_size`` exceeds N or is not divisible by
-            ``process_count``.
-    """
-    n = _num_examples(arrays)
-    if global_batch_size > n:
-        raise ValueError(
-            f"Global batch size {global_batch_size} exceeds the dataset size {n}."
-        )
-    b = _per_process(global_batch_size, process_count, process_index)
-    lo = process_index * b
-    position = np.arange(lo, lo + b, dtype=np.int32)
+  Raises:
+      ValueError: ``global_batch_size`` exceeds N or is not divisible by
+          ``process_count``.
+  """
+  n = _num_examples(arrays)
+  if global_batch_size > n:
+    raise ValueError(f"Global batch size {global_batch_size} exceeds the dataset size {n}.")
+  b = _per_process(global_batch_size, process_count, process_index)
+  lo = process_index * b
+  position = np.arange(lo, lo + b, dtype=np.int32)
 
-    def gather(global_indices: np.ndarray) -> dict[str, np.ndarray]:
-        idx = global_indices[lo : lo + b]
-        # One fancy-index per key: per-record Python would dominate step time.
-        out = {k: v[idx] for k, v in arrays.items()}
-        out["index"] = position.copy()
-        return out
+  def gather(global_indices: np.ndarray) -> dict[str, np.ndarray]:
+    idx = global_indices[lo : lo + b]
+    # One fancy-index per key: per-record Python would dominate step time.
+    out = {k: v[idx] for k, v in arrays.items()}
+    out["index"] = position.copy()
+    return out
 
-    ds = (
-        grain.MapDataset.range(n)
-        .seed(seed)
-        .shuffle()
-        .repeat()
-        .batch(global_batch_size, drop_remainder=True)
-        .map(gather)
-    )
-    options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
-    return iter(ds.to_iter_dataset(options))
+  ds = (
+    grain.MapDataset.range(n)
+    .seed(seed)
+    .shuffle()
+    .repeat()
+    .batch(global_batch_size, drop_remainder=True)
+    .map(gather)
+  )
+  options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
+  return iter(ds.to_iter_dataset(options))
 
 
 def eval_batches(
-    arrays: dict[str, np.ndarray],
-    *,
-    batch_size: int,
-    num_examples: int | None = None,
-    process_index: int = 0,
-    process_count: int = 1,
+  arrays: dict[str, np.ndarray],
+  *,
+  batch_size: int,
+  num_examples: int | None = None,
+  process_index: int = 0,
+  process_count: int = 1,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """In-order, padded evaluation batches over the first ``num_examples``.
+  """In-order, padded evaluation batches over the first ``num_examples``.
 
-    The last global batch is padded to ``batch_size`` by repeating the final
-    example, so every step has the same shape (one compilation). Each
-    process gets its contiguous slice of every global batch.
+  The last global batch is padded to ``batch_size`` by repeating the final
+  example, so every step has the same shape (one compilation). Each
+  process gets its contiguous slice of every global batch.
 
-    Args:
-        arrays: Equal-length arrays keyed by name.
-        batch_size: Global batch size (summed over processes).
-        num_examples: How many leading examples to use; all if None.
-        process_index: This process's index.
-        process_count: Number of processes.
+  Args:
+      arrays: Equal-length arrays keyed by name.
+      batch_size: Global batch size (summed over processes).
+      num_examples: How many leading examples to use; all if None.
+      process_index: This process's index.
+      process_count: Number of processes.
 
-    Yields:
-        Dicts with each key of ``arrays`` as ``[b, ...]`` (``b = batch_size //
-        process_count``), ``"mask"`` float32 [b] (1 real, 0 padding) and
-        ``"index"`` int32 [b] (position in the eval set; padding repeats the
-        final example's index).
-    """
-    n = _num_examples(arrays)
-    n = n if num_examples is None else min(num_examples, n)
-    if n <= 0:
-        return
-    b = _per_process(batch_size, process_count, process_index)
-    for start in range(0, n, batch_size):
-        lo = start + process_index * b
-        positions = np.arange(lo, lo + b)
-        idx = np.minimum(positions, n - 1).astype(np.int32)
-        batch = {k: v[idx] for k, v in arrays.items()}
-        batch["mask"] = (positions < n).astype(np.float32)
-        batch["index"] = idx
-        yield batch
+  Yields:
+      Dicts with each key of ``arrays`` as ``[b, ...]`` (``b = batch_size //
+      process_count``), ``"mask"`` float32 [b] (1 real, 0 padding) and
+      ``"index"`` int32 [b] (position in the eval set; padding repeats the
+      final example's index).
+  """
+  n = _num_examples(arrays)
+  n = n if num_examples is None else min(num_examples, n)
+  if n <= 0:
+    return
+  b = _per_process(batch_size, process_count, process_index)
+  for start in range(0, n, batch_size):
+    lo = start + process_index * b
+    positions = np.arange(lo, lo + b)
+    idx = np.minimum(positions, n - 1).astype(np.int32)
+    batch = {k: v[idx] for k, v in arrays.items()}
+    batch["mask"] = (positions < n).astype(np.float32)
+    batch["index"] = idx
+    yield batch

@@ -37,70 +37,70 @@ SHIPPED_DATASETS = ("digits", "ring8", "grid25", "moons", "swiss_roll")
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A tfds dataset is neither prepared nor preparable (no internet / files)."""
+  """A tfds dataset is neither prepared nor preparable (no internet / files)."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """An in-memory dataset.
+  """An in-memory dataset.
 
-    Attributes:
-        name: Dataset name as passed to ``load_dataset``.
-        kind: ``"image"`` or ``"points"``.
-        train: Train split; ``"image"`` uint8 [N, H, W, C] or ``"points"``
-            float32 [N, 2], plus ``"label"`` int32 [N].
-        test: Test split, same keys as ``train``.
-        num_classes: Number of distinct labels (1 when the data has none).
-        shape: Per-example shape, e.g. (28, 28, 1) or (2,).
-        modes: Mode centres [M, 2] for Gaussian mixtures, else None.
-        mode_std: Per-coordinate std of each mixture component, else None.
-    """
+  Attributes:
+      name: Dataset name as passed to ``load_dataset``.
+      kind: ``"image"`` or ``"points"``.
+      train: Train split; ``"image"`` uint8 [N, H, W, C] or ``"points"``
+          float32 [N, 2], plus ``"label"`` int32 [N].
+      test: Test split, same keys as ``train``.
+      num_classes: Number of distinct labels (1 when the data has none).
+      shape: Per-example shape, e.g. (28, 28, 1) or (2,).
+      modes: Mode centres [M, 2] for Gaussian mixtures, else None.
+      mode_std: Per-coordinate std of each mixture component, else None.
+  """
 
-    name: str
-    kind: str
-    train: dict[str, np.ndarray]
-    test: dict[str, np.ndarray]
-    num_classes: int
-    shape: tuple
-    modes: np.ndarray | None = None
-    mode_std: float | None = None
+  name: str
+  kind: str
+  train: dict[str, np.ndarray]
+  test: dict[str, np.ndarray]
+  num_classes: int
+  shape: tuple
+  modes: np.ndarray | None = None
+  mode_std: float | None = None
 
-    @property
-    def num_train(self) -> int:
-        return len(self.train["label"])
+  @property
+  def num_train(self) -> int:
+    return len(self.train["label"])
 
 
 def load_dataset(
-    name: str,
-    *,
-    data_dir: str | None = None,
-    manual_dir: str | None = None,
-    seed: int = 0,
+  name: str,
+  *,
+  data_dir: str | None = None,
+  manual_dir: str | None = None,
+  seed: int = 0,
 ) -> Dataset:
-    """Loads a dataset fully into memory.
+  """Loads a dataset fully into memory.
 
-    Args:
-        name: A name from ``SHIPPED_DATASETS`` or a tensorflow-datasets image
-            dataset (needs an ``"image"`` feature; ``"label"`` is optional).
-        data_dir: tfds data dir; defaults to ``$TFDS_DATA_DIR`` or tfds' default.
-        manual_dir: Directory holding raw downloaded files (or a ``<name>``
-            subdirectory with them); defaults to ``$GENJAX_MANUAL_DIR``.
-        seed: Unused: shipped data comes from fixed internal seeds so every
-            experiment seed sees identical data. Accepted so configs can pass it.
+  Args:
+      name: A name from ``SHIPPED_DATASETS`` or a tensorflow-datasets image
+          dataset (needs an ``"image"`` feature; ``"label"`` is optional).
+      data_dir: tfds data dir; defaults to ``$TFDS_DATA_DIR`` or tfds' default.
+      manual_dir: Directory holding raw downloaded files (or a ``<name>``
+          subdirectory with them); defaults to ``$GENJAX_MANUAL_DIR``.
+      seed: Unused: shipped data comes from fixed internal seeds so every
+          experiment seed sees identical data. Accepted so configs can pass it.
 
-    Returns:
-        The loaded ``Dataset``.
+  Returns:
+      The loaded ``Dataset``.
 
-    Raises:
-        ValueError: ``name`` is neither shipped nor a known tfds builder.
-        DatasetNotFoundError: The tfds dataset is not prepared and cannot be.
-    """
-    del seed
-    if name == "digits":
-        return _load_digits()
-    if name in _MIXTURES:
-        return _MIXTURES[name]()
-    return _load_tfds(name, data_dir=data_dir, manual_dir=manual_dir)
+  Raises:
+      ValueError: ``name`` is neither shipped nor a known tfds builder.
+      DatasetNotFoundError: The tfds dataset is not prepared and cannot be.
+  """
+  del seed
+  if name == "digits":
+    return _load_digits()
+  if name in _MIXTURES:
+    return _MIXTURES[name]()
+  return _load_tfds(name, data_dir=data_dir, manual_dir=manual_dir)
 
 
 # ----------------------------------------------------------------------------
@@ -108,92 +108,92 @@ def load_dataset(
 
 
 def _load_digits() -> Dataset:
-    from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
 
-    digits = load_digits()
-    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    labels = digits.target.astype(np.int32)
-    perm = np.random.default_rng(_DIGITS_SPLIT_SEED).permutation(len(labels))
-    tr, te = perm[_DIGITS_TEST:], perm[:_DIGITS_TEST]
-    return Dataset(
-        name="digits",
-        kind="image",
-        train={"image": images[tr], "label": labels[tr]},
-        test={"image": images[te], "label": labels[te]},
-        num_classes=10,
-        shape=(8, 8, 1),
-    )
+  digits = load_digits()
+  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  labels = digits.target.astype(np.int32)
+  perm = np.random.default_rng(_DIGITS_SPLIT_SEED).permutation(len(labels))
+  tr, te = perm[_DIGITS_TEST:], perm[:_DIGITS_TEST]
+  return Dataset(
+    name="digits",
+    kind="image",
+    train={"image": images[tr], "label": labels[tr]},
+    test={"image": images[te], "label": labels[te]},
+    num_classes=10,
+    shape=(8, 8, 1),
+  )
 
 
 def _points(name, train, test, num_classes, modes=None, mode_std=None):
-    def split(pts_labels):
-        pts, labels = pts_labels
-        return {"points": pts.astype(np.float32), "label": labels.astype(np.int32)}
+  def split(pts_labels):
+    pts, labels = pts_labels
+    return {"points": pts.astype(np.float32), "label": labels.astype(np.int32)}
 
-    return Dataset(
-        name=name,
-        kind="points",
-        train=split(train),
-        test=split(test),
-        num_classes=num_classes,
-        shape=(2,),
-        modes=None if modes is None else modes.astype(np.float32),
-        mode_std=mode_std,
-    )
+  return Dataset(
+    name=name,
+    kind="points",
+    train=split(train),
+    test=split(test),
+    num_classes=num_classes,
+    shape=(2,),
+    modes=None if modes is None else modes.astype(np.float32),
+    mode_std=mode_std,
+  )
 
 
 def _mixture_split(modes, std, n, rng):
-    labels = rng.integers(0, len(modes), size=n)
-    return modes[labels] + std * rng.standard_normal((n, 2)), labels
+  labels = rng.integers(0, len(modes), size=n)
+  return modes[labels] + std * rng.standard_normal((n, 2)), labels
 
 
 def _gaussian_mixture(name: str, modes: np.ndarray, std: float) -> Dataset:
-    rng = np.random.default_rng(_MIXTURE_SEED)
-    train = _mixture_split(modes, std, _MIXTURE_TRAIN, rng)
-    test = _mixture_split(modes, std, _MIXTURE_TEST, rng)
-    return _points(name, train, test, len(modes), modes, std)
+  rng = np.random.default_rng(_MIXTURE_SEED)
+  train = _mixture_split(modes, std, _MIXTURE_TRAIN, rng)
+  test = _mixture_split(modes, std, _MIXTURE_TEST, rng)
+  return _points(name, train, test, len(modes), modes, std)
 
 
 def _ring8() -> Dataset:
-    angles = 2 * np.pi * np.arange(8) / 8
-    modes = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    return _gaussian_mixture("ring8", modes, 0.02)
+  angles = 2 * np.pi * np.arange(8) / 8
+  modes = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+  return _gaussian_mixture("ring8", modes, 0.02)
 
 
 def _grid25() -> Dataset:
-    xs = np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
-    modes = np.stack(np.meshgrid(xs, xs, indexing="ij"), -1).reshape(-1, 2)
-    return _gaussian_mixture("grid25", modes, 0.05)
+  xs = np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
+  modes = np.stack(np.meshgrid(xs, xs, indexing="ij"), -1).reshape(-1, 2)
+  return _gaussian_mixture("grid25", modes, 0.05)
 
 
 def _moons() -> Dataset:
-    from sklearn.datasets import make_moons  # pylint: disable=g-import-not-at-top
+  from sklearn.datasets import make_moons  # pylint: disable=g-import-not-at-top
 
-    tr = make_moons(_MIXTURE_TRAIN, noise=0.05, random_state=_MIXTURE_SEED)
-    te = make_moons(_MIXTURE_TEST, noise=0.05, random_state=_MIXTURE_SEED + 1)
-    # Train statistics for both splits, so test is measured in the same units.
-    mean, std = tr[0].mean(0), tr[0].std(0)
-    norm = lambda xy: ((xy[0] - mean) / std, xy[1])
-    return _points("moons", norm(tr), norm(te), 2)
+  tr = make_moons(_MIXTURE_TRAIN, noise=0.05, random_state=_MIXTURE_SEED)
+  te = make_moons(_MIXTURE_TEST, noise=0.05, random_state=_MIXTURE_SEED + 1)
+  # Train statistics for both splits, so test is measured in the same units.
+  mean, std = tr[0].mean(0), tr[0].std(0)
+  norm = lambda xy: ((xy[0] - mean) / std, xy[1])
+  return _points("moons", norm(tr), norm(te), 2)
 
 
 def _swiss_roll() -> Dataset:
-    from sklearn.datasets import make_swiss_roll  # pylint: disable=g-import-not-at-top
+  from sklearn.datasets import make_swiss_roll  # pylint: disable=g-import-not-at-top
 
-    def split(n, seed):
-        xyz, _ = make_swiss_roll(n, noise=0.25, random_state=seed)
-        return xyz[:, [0, 2]] / 5.0, np.zeros(n, np.int32)
+  def split(n, seed):
+    xyz, _ = make_swiss_roll(n, noise=0.25, random_state=seed)
+    return xyz[:, [0, 2]] / 5.0, np.zeros(n, np.int32)
 
-    tr = split(_MIXTURE_TRAIN, _MIXTURE_SEED)
-    te = split(_MIXTURE_TEST, _MIXTURE_SEED + 1)
-    return _points("swiss_roll", tr, te, 1)
+  tr = split(_MIXTURE_TRAIN, _MIXTURE_SEED)
+  te = split(_MIXTURE_TEST, _MIXTURE_SEED + 1)
+  return _points("swiss_roll", tr, te, 1)
 
 
 _MIXTURES = {
-    "ring8": _ring8,
-    "grid25": _grid25,
-    "moons": _moons,
-    "swiss_roll": _swiss_roll,
+  "ring8": _ring8,
+  "grid25": _grid25,
+  "moons": _moons,
+  "swiss_roll": _swiss_roll,
 }
 
 
@@ -202,172 +202,170 @@ _MIXTURES = {
 
 
 def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    # Community datasets excluded: listing them imports TensorFlow (~7 s).
-    known = tfds.list_builders(with_community_datasets=False)
-    if name.split(":")[0].split("/")[0] not in known:
-        raise ValueError(
-            f"Unknown dataset {name!r}: not shipped with genjax "
-            f"({', '.join(SHIPPED_DATASETS)}) and not a tensorflow-datasets "
-            "builder name."
-        )
-    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or None
-    manual_dir = _resolve_manual_dir(name, manual_dir)
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        _prepare(builder, name, manual_dir)
-    features = builder.info.features
-    if "image" not in features:
-        raise ValueError(f"tfds dataset {name!r} has no 'image' feature.")
-    has_label = "label" in features
-    splits = builder.info.splits
-    test_split = next((s for s in ("test", "validation") if s in splits), None)
-    if "train" not in splits or test_split is None:
-        raise ValueError(
-            f"tfds dataset {name!r} needs a 'train' and a 'test' or 'validation'"
-            f" split; it has {sorted(splits)}."
-        )
-    train = _load_split_cached(builder, "train", has_label)
-    test = _load_split_cached(builder, test_split, has_label)
-    return Dataset(
-        name=name,
-        kind="image",
-        train=train,
-        test=test,
-        num_classes=features["label"].num_classes if has_label else 1,
-        shape=tuple(train["image"].shape[1:]),
+  # Community datasets excluded: listing them imports TensorFlow (~7 s).
+  known = tfds.list_builders(with_community_datasets=False)
+  if name.split(":")[0].split("/")[0] not in known:
+    raise ValueError(
+      f"Unknown dataset {name!r}: not shipped with genjax "
+      f"({', '.join(SHIPPED_DATASETS)}) and not a tensorflow-datasets "
+      "builder name."
     )
+  data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or None
+  manual_dir = _resolve_manual_dir(name, manual_dir)
+  builder = tfds.builder(name, data_dir=data_dir)
+  if not builder.is_prepared():
+    _prepare(builder, name, manual_dir)
+  features = builder.info.features
+  if "image" not in features:
+    raise ValueError(f"tfds dataset {name!r} has no 'image' feature.")
+  has_label = "label" in features
+  splits = builder.info.splits
+  test_split = next((s for s in ("test", "validation") if s in splits), None)
+  if "train" not in splits or test_split is None:
+    raise ValueError(
+      f"tfds dataset {name!r} needs a 'train' and a 'test' or 'validation'"
+      f" split; it has {sorted(splits)}."
+    )
+  train = _load_split_cached(builder, "train", has_label)
+  test = _load_split_cached(builder, test_split, has_label)
+  return Dataset(
+    name=name,
+    kind="image",
+    train=train,
+    test=test,
+    num_classes=features["label"].num_classes if has_label else 1,
+    shape=tuple(train["image"].shape[1:]),
+  )
 
 
 def _resolve_manual_dir(name: str, manual_dir: str | None) -> str | None:
-    manual_dir = manual_dir or os.environ.get("GENJAX_MANUAL_DIR") or None
-    if manual_dir is None:
-        return None
-    manual_dir = os.path.expanduser(manual_dir)
-    sub = os.path.join(manual_dir, name.split(":")[0])
-    return sub if os.path.isdir(sub) else manual_dir
+  manual_dir = manual_dir or os.environ.get("GENJAX_MANUAL_DIR") or None
+  if manual_dir is None:
+    return None
+  manual_dir = os.path.expanduser(manual_dir)
+  sub = os.path.join(manual_dir, name.split(":")[0])
+  return sub if os.path.isdir(sub) else manual_dir
 
 
 def _url_infos(builder) -> dict[str, Any]:
-    """The builder's download URLs -> UrlInfo (filename, size, checksum)."""
-    try:
-        return dict(builder.url_infos or {})
-    except Exception:  # pylint: disable=broad-except
-        return {}  # Builders without a checksums file.
+  """The builder's download URLs -> UrlInfo (filename, size, checksum)."""
+  try:
+    return dict(builder.url_infos or {})
+  except Exception:  # pylint: disable=broad-except
+    return {}  # Builders without a checksums file.
 
 
 def _expected_raw_files(builder) -> list[str]:
-    infos = _url_infos(builder).values()
-    return sorted(info.filename for info in infos if info.filename)
+  infos = _url_infos(builder).values()
+  return sorted(info.filename for info in infos if info.filename)
 
 
 def _url_hosts(builder) -> list[str]:
-    hosts = {urllib.parse.urlparse(u).hostname for u in _url_infos(builder)}
-    return sorted(h for h in hosts if h) or ["storage.googleapis.com"]
+  hosts = {urllib.parse.urlparse(u).hostname for u in _url_infos(builder)}
+  return sorted(h for h in hosts if h) or ["storage.googleapis.com"]
 
 
 def _host_reachable(host: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
-    """True if a TCP connection to ``host:443`` opens within ``timeout``."""
-    result = []
+  """True if a TCP connection to ``host:443`` opens within ``timeout``."""
+  result = []
 
-    def probe():
-        try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-            result.append(True)
-        except OSError:
-            pass
+  def probe():
+    try:
+      socket.create_connection((host, 443), timeout=timeout).close()
+      result.append(True)
+    except OSError:
+      pass
 
-    # A thread because DNS lookups ignore socket timeouts and can hang offline.
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result)
+  # A thread because DNS lookups ignore socket timeouts and can hang offline.
+  thread = threading.Thread(target=probe, daemon=True)
+  thread.start()
+  thread.join(timeout)
+  return bool(result)
 
 
 def _prepare(builder, name: str, manual_dir: str | None) -> None:
-    """Prepares ``builder`` offline from ``manual_dir`` or by downloading."""
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  """Prepares ``builder`` offline from ``manual_dir`` or by downloading."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    expected = _expected_raw_files(builder)
-    present = manual_dir is not None and all(
-        os.path.exists(os.path.join(manual_dir, f)) for f in expected
-    )
-    offline = bool(expected) and present
-    # Check before downloading: tfds retries failed downloads for a long time.
-    if not offline and not any(_host_reachable(h) for h in _url_hosts(builder)):
-        raise _not_found(builder, name, manual_dir, expected, "no internet")
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-    try:
-        builder.download_and_prepare(
-            file_format="array_record", download_config=config
-        )
-    except Exception as e:  # pylint: disable=broad-except
-        raise _not_found(builder, name, manual_dir, expected, repr(e)) from e
+  expected = _expected_raw_files(builder)
+  present = manual_dir is not None and all(
+    os.path.exists(os.path.join(manual_dir, f)) for f in expected
+  )
+  offline = bool(expected) and present
+  # Check before downloading: tfds retries failed downloads for a long time.
+  if not offline and not any(_host_reachable(h) for h in _url_hosts(builder)):
+    raise _not_found(builder, name, manual_dir, expected, "no internet")
+  config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+  try:
+    builder.download_and_prepare(file_format="array_record", download_config=config)
+  except Exception as e:  # pylint: disable=broad-except
+    raise _not_found(builder, name, manual_dir, expected, repr(e)) from e
 
 
 def _not_found(builder, name, manual_dir, expected, reason) -> DatasetNotFoundError:
-    looked = f"looked in manual dir {manual_dir}" if manual_dir else "no manual dir was set"
-    files = ", ".join(expected) if expected else "unknown (see the tfds catalog)"
-    return DatasetNotFoundError(
-        f"Dataset {name!r} is not prepared in data_dir "
-        f"{builder.data_dir_root} and could not be "
-        f"prepared ({reason}); {looked}. Raw files expected: {files}. "
-        "To fix: run once with internet access, or put the raw files in a "
-        "directory (or its <name>/ subdirectory) and set GENJAX_MANUAL_DIR or "
-        "config.data.manual_dir to it."
-    )
+  looked = f"looked in manual dir {manual_dir}" if manual_dir else "no manual dir was set"
+  files = ", ".join(expected) if expected else "unknown (see the tfds catalog)"
+  return DatasetNotFoundError(
+    f"Dataset {name!r} is not prepared in data_dir "
+    f"{builder.data_dir_root} and could not be "
+    f"prepared ({reason}); {looked}. Raw files expected: {files}. "
+    "To fix: run once with internet access, or put the raw files in a "
+    "directory (or its <name>/ subdirectory) and set GENJAX_MANUAL_DIR or "
+    "config.data.manual_dir to it."
+  )
 
 
 def _load_split_cached(builder, split: str, has_label: bool) -> dict[str, Any]:
-    """Reads a split, caching the decoded arrays as .npz in the dataset dir."""
-    path = os.path.join(builder.data_dir, f"genjax_{split}.npz")
-    if os.path.exists(path):
-        with np.load(path) as cached:
-            return {k: cached[k] for k in cached.files}
-    arrays = _read_split(builder, split, has_label)
-    try:
-        _write_atomic(path, arrays)
-    except OSError as e:  # E.g. a read-only shared data dir: just skip caching.
-        warnings.warn(f"Could not cache {path}: {e}", stacklevel=2)
-    return arrays
+  """Reads a split, caching the decoded arrays as .npz in the dataset dir."""
+  path = os.path.join(builder.data_dir, f"genjax_{split}.npz")
+  if os.path.exists(path):
+    with np.load(path) as cached:
+      return {k: cached[k] for k in cached.files}
+  arrays = _read_split(builder, split, has_label)
+  try:
+    _write_atomic(path, arrays)
+  except OSError as e:  # E.g. a read-only shared data dir: just skip caching.
+    warnings.warn(f"Could not cache {path}: {e}", stacklevel=2)
+  return arrays
 
 
 def _write_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; others share the cache.
-        # Atomic, so concurrent or interrupted loads never see a partial cache.
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)
+    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; others share the cache.
+    # Atomic, so concurrent or interrupted loads never see a partial cache.
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def _read_split(builder, split: str, has_label: bool) -> dict[str, np.ndarray]:
-    if str(getattr(builder.info.file_format, "value", "")) != "array_record":
-        return _read_split_tf(builder, split, has_label)
-    source = builder.as_data_source(split=split)
-    n = len(source)
-    images, labels = [], []
-    for start in range(0, n, _READ_CHUNK):
-        records = source.__getitems__(list(range(start, min(start + _READ_CHUNK, n))))
-        images.append(np.stack([r["image"] for r in records]))
-        if has_label:
-            labels.append(np.array([r["label"] for r in records]))
-    images = np.concatenate(images).astype(np.uint8)
-    labels = np.concatenate(labels) if has_label else np.zeros(n)
-    return {"image": images, "label": labels.astype(np.int32)}
+  if str(getattr(builder.info.file_format, "value", "")) != "array_record":
+    return _read_split_tf(builder, split, has_label)
+  source = builder.as_data_source(split=split)
+  n = len(source)
+  images, labels = [], []
+  for start in range(0, n, _READ_CHUNK):
+    records = source.__getitems__(list(range(start, min(start + _READ_CHUNK, n))))
+    images.append(np.stack([r["image"] for r in records]))
+    if has_label:
+      labels.append(np.array([r["label"] for r in records]))
+  images = np.concatenate(images).astype(np.uint8)
+  labels = np.concatenate(labels) if has_label else np.zeros(n)
+  return {"image": images, "label": labels.astype(np.int32)}
 
 
 def _read_split_tf(builder, split: str, has_label: bool) -> dict[str, np.ndarray]:
-    """Fallback for datasets prepared elsewhere as tfrecord (no random access)."""
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  """Fallback for datasets prepared elsewhere as tfrecord (no random access)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-    images = np.asarray(data["image"], np.uint8)
-    labels = data["label"] if has_label else np.zeros(len(images))
-    return {"image": images, "label": np.asarray(labels, np.int32)}
+  data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  images = np.asarray(data["image"], np.uint8)
+  labels = data["label"] if has_label else np.zeros(len(images))
+  return {"image": images, "label": np.asarray(labels, np.int32)}

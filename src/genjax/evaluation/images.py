@@ -12,171 +12,171 @@ from scipy.stats import norm
 
 
 def make_grid(
-    images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0
+  images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0
 ) -> np.ndarray:
-    """Tiles a batch of images into one image, row-major.
+  """Tiles a batch of images into one image, row-major.
 
-    Image `k` sits at grid row `k // nrow`, column `k % nrow`, with its top-left
-    pixel at `(padding + row * (H + padding), padding + col * (W + padding))`.
+  Image `k` sits at grid row `k // nrow`, column `k % nrow`, with its top-left
+  pixel at `(padding + row * (H + padding), padding + col * (W + padding))`.
 
-    Args:
-        images: Floats in [0, 1], shape `[N, H, W, C]` (C in {1, 3}) or `[N, H, W]`.
-        nrow: Images per grid row; defaults to `ceil(sqrt(N))`.
-        padding: Pixels of border around and between images.
-        pad_value: Fill value of the border and of empty cells.
+  Args:
+      images: Floats in [0, 1], shape `[N, H, W, C]` (C in {1, 3}) or `[N, H, W]`.
+      nrow: Images per grid row; defaults to `ceil(sqrt(N))`.
+      padding: Pixels of border around and between images.
+      pad_value: Fill value of the border and of empty cells.
 
-    Returns:
-        Array `[rows * (H + padding) + padding, nrow * (W + padding) + padding, C]`.
-    """
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4 or images.shape[0] == 0:
-        raise ValueError(f"make_grid expects a non-empty [N, H, W, C] array, got {images.shape}.")
-    n, height, width, channels = images.shape
-    ncol = nrow if nrow is not None else math.ceil(math.sqrt(n))
-    nrows = math.ceil(n / ncol)
-    grid = np.full(
-        (nrows * (height + padding) + padding, ncol * (width + padding) + padding, channels),
-        pad_value,
-        dtype=np.float32,
-    )
-    for k in range(n):
-        top = padding + (k // ncol) * (height + padding)
-        left = padding + (k % ncol) * (width + padding)
-        grid[top : top + height, left : left + width] = images[k]
-    return grid
+  Returns:
+      Array `[rows * (H + padding) + padding, nrow * (W + padding) + padding, C]`.
+  """
+  images = np.asarray(images, dtype=np.float32)
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.ndim != 4 or images.shape[0] == 0:
+    raise ValueError(f"make_grid expects a non-empty [N, H, W, C] array, got {images.shape}.")
+  n, height, width, channels = images.shape
+  ncol = nrow if nrow is not None else math.ceil(math.sqrt(n))
+  nrows = math.ceil(n / ncol)
+  grid = np.full(
+    (nrows * (height + padding) + padding, ncol * (width + padding) + padding, channels),
+    pad_value,
+    dtype=np.float32,
+  )
+  for k in range(n):
+    top = padding + (k // ncol) * (height + padding)
+    left = padding + (k % ncol) * (width + padding)
+    grid[top : top + height, left : left + width] = images[k]
+  return grid
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Converts floats in [0, 1] to uint8 with clipping (uint8 input passes through)."""
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+  """Converts floats in [0, 1] to uint8 with clipping (uint8 input passes through)."""
+  image = np.asarray(image)
+  if image.dtype == np.uint8:
+    return image
+  return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def save_png(path: str | os.PathLike, grid: np.ndarray) -> None:
-    """Writes an image to a PNG file, creating parent directories.
+  """Writes an image to a PNG file, creating parent directories.
 
-    Args:
-        path: Destination file.
-        grid: Floats in [0, 1] (or uint8), shape `[H, W]`, `[H, W, 1]` or `[H, W, 3]`.
-    """
-    pixels = to_uint8(grid)
-    if pixels.ndim == 3 and pixels.shape[-1] == 1:
-        pixels = pixels[..., 0]  # Saved as 8-bit grayscale ("L").
-    parent = os.path.dirname(os.fspath(path))
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    Image.fromarray(pixels).save(path, format="PNG")
+  Args:
+      path: Destination file.
+      grid: Floats in [0, 1] (or uint8), shape `[H, W]`, `[H, W, 1]` or `[H, W, 3]`.
+  """
+  pixels = to_uint8(grid)
+  if pixels.ndim == 3 and pixels.shape[-1] == 1:
+    pixels = pixels[..., 0]  # Saved as 8-bit grayscale ("L").
+  parent = os.path.dirname(os.fspath(path))
+  if parent:
+    os.makedirs(parent, exist_ok=True)
+  Image.fromarray(pixels).save(path, format="PNG")
 
 
 def latent_traversal_codes(
-    base_code: np.ndarray, dims: Sequence[int], values: Sequence[float]
+  base_code: np.ndarray, dims: Sequence[int], values: Sequence[float]
 ) -> np.ndarray:
-    """Varies one latent dimension at a time around a base code.
+  """Varies one latent dimension at a time around a base code.
 
-    Args:
-        base_code: Code `[D]`.
-        dims: Dimensions to traverse.
-        values: Values each traversed dimension is set to.
+  Args:
+      base_code: Code `[D]`.
+      dims: Dimensions to traverse.
+      values: Values each traversed dimension is set to.
 
-    Returns:
-        Codes `[len(dims) * len(values), D]`; row `i * len(values) + j` equals
-        `base_code` with `dims[i]` set to `values[j]`.
-    """
-    base = np.asarray(base_code, dtype=np.float32)
-    codes = np.tile(base, (len(dims) * len(values), 1))
-    for i, dim in enumerate(dims):
-        codes[i * len(values) : (i + 1) * len(values), dim] = values
-    return codes
+  Returns:
+      Codes `[len(dims) * len(values), D]`; row `i * len(values) + j` equals
+      `base_code` with `dims[i]` set to `values[j]`.
+  """
+  base = np.asarray(base_code, dtype=np.float32)
+  codes = np.tile(base, (len(dims) * len(values), 1))
+  for i, dim in enumerate(dims):
+    codes[i * len(values) : (i + 1) * len(values), dim] = values
+  return codes
 
 
 def manifold_grid_codes(n: int = 20) -> np.ndarray:
-    """2-D latent grid through the Gaussian inverse CDF (Kingma & Welling, Fig. 4).
+  """2-D latent grid through the Gaussian inverse CDF (Kingma & Welling, Fig. 4).
 
-    Evenly spaced quantiles `linspace(0.05, 0.95, n)` are mapped through the standard
-    normal inverse CDF, so the grid covers the prior's mass, not a uniform box.
+  Evenly spaced quantiles `linspace(0.05, 0.95, n)` are mapped through the standard
+  normal inverse CDF, so the grid covers the prior's mass, not a uniform box.
 
-    Args:
-        n: Grid points per axis.
+  Args:
+      n: Grid points per axis.
 
-    Returns:
-        Codes `[n * n, 2]`, row-major: row `i * n + j` is `(x_j, y_i)` with x
-        increasing along columns and y decreasing down rows (image orientation).
-    """
-    ticks = norm.ppf(np.linspace(0.05, 0.95, n))
-    # Force exact symmetry: ppf(q) and -ppf(1 - q) differ by rounding otherwise.
-    ticks = 0.5 * (ticks - ticks[::-1])
-    xs, ys = np.meshgrid(ticks, ticks[::-1])
-    return np.stack([xs.ravel(), ys.ravel()], axis=-1).astype(np.float32)
+  Returns:
+      Codes `[n * n, 2]`, row-major: row `i * n + j` is `(x_j, y_i)` with x
+      increasing along columns and y decreasing down rows (image orientation).
+  """
+  ticks = norm.ppf(np.linspace(0.05, 0.95, n))
+  # Force exact symmetry: ppf(q) and -ppf(1 - q) differ by rounding otherwise.
+  ticks = 0.5 * (ticks - ticks[::-1])
+  xs, ys = np.meshgrid(ticks, ticks[::-1])
+  return np.stack([xs.ravel(), ys.ravel()], axis=-1).astype(np.float32)
 
 
 def interpolation_codes(
-    z0: np.ndarray, z1: np.ndarray, steps: int, spherical: bool = False
+  z0: np.ndarray, z1: np.ndarray, steps: int, spherical: bool = False
 ) -> np.ndarray:
-    """Interpolates between two codes, endpoints included exactly.
+  """Interpolates between two codes, endpoints included exactly.
 
-    Args:
-        z0: Start code `[D]`.
-        z1: End code `[D]`.
-        steps: Number of codes (>= 2).
-        spherical: Use slerp (better for Gaussian latents, keeps norms typical).
+  Args:
+      z0: Start code `[D]`.
+      z1: End code `[D]`.
+      steps: Number of codes (>= 2).
+      spherical: Use slerp (better for Gaussian latents, keeps norms typical).
 
-    Returns:
-        Codes `[steps, D]` with `codes[0] == z0` and `codes[-1] == z1`.
-    """
-    if steps < 2:
-        raise ValueError(f"steps must be >= 2, got {steps}.")
-    z0 = np.asarray(z0, dtype=np.float64)
-    z1 = np.asarray(z1, dtype=np.float64)
-    t = np.linspace(0.0, 1.0, steps)[:, None]
-    w0, w1 = 1.0 - t, t
-    if spherical:
-        cos = np.dot(z0, z1) / max(np.linalg.norm(z0) * np.linalg.norm(z1), 1e-12)
-        omega = np.arccos(np.clip(cos, -1.0, 1.0))
-        if np.sin(omega) > 1e-6:  # Nearly parallel codes: fall back to linear.
-            w0 = np.sin((1.0 - t) * omega) / np.sin(omega)
-            w1 = np.sin(t * omega) / np.sin(omega)
-    codes = (w0 * z0 + w1 * z1).astype(np.float32)
-    codes[0], codes[-1] = z0, z1
-    return codes
+  Returns:
+      Codes `[steps, D]` with `codes[0] == z0` and `codes[-1] == z1`.
+  """
+  if steps < 2:
+    raise ValueError(f"steps must be >= 2, got {steps}.")
+  z0 = np.asarray(z0, dtype=np.float64)
+  z1 = np.asarray(z1, dtype=np.float64)
+  t = np.linspace(0.0, 1.0, steps)[:, None]
+  w0, w1 = 1.0 - t, t
+  if spherical:
+    cos = np.dot(z0, z1) / max(np.linalg.norm(z0) * np.linalg.norm(z1), 1e-12)
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if np.sin(omega) > 1e-6:  # Nearly parallel codes: fall back to linear.
+      w0 = np.sin((1.0 - t) * omega) / np.sin(omega)
+      w1 = np.sin(t * omega) / np.sin(omega)
+  codes = (w0 * z0 + w1 * z1).astype(np.float32)
+  codes[0], codes[-1] = z0, z1
+  return codes
 
 
 def scatter_png(
-    path: str | os.PathLike,
-    points: np.ndarray,
-    modes: np.ndarray | None = None,
-    title: str = "",
-    labels: np.ndarray | None = None,
+  path: str | os.PathLike,
+  points: np.ndarray,
+  modes: np.ndarray | None = None,
+  title: str = "",
+  labels: np.ndarray | None = None,
 ) -> None:
-    """Saves a scatter plot of 2-D points (e.g. GAN samples or latent codes).
+  """Saves a scatter plot of 2-D points (e.g. GAN samples or latent codes).
 
-    Args:
-        path: Destination PNG file (parent directories are created).
-        points: Points `[N, 2]`.
-        modes: Optional mode centres `[M, 2]`, drawn as red crosses.
-        title: Plot title.
-        labels: Optional integer labels `[N]` used to colour the points.
-    """
-    # Figure + Agg canvas directly: no pyplot global state, safe off the main thread.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+  Args:
+      path: Destination PNG file (parent directories are created).
+      points: Points `[N, 2]`.
+      modes: Optional mode centres `[M, 2]`, drawn as red crosses.
+      title: Plot title.
+      labels: Optional integer labels `[N]` used to colour the points.
+  """
+  # Figure + Agg canvas directly: no pyplot global state, safe off the main thread.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
 
-    points = np.asarray(points)
-    fig = Figure(figsize=(5, 5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    cmap = "tab10" if labels is not None else None
-    ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, c=labels, cmap=cmap)
-    if modes is not None:
-        modes = np.asarray(modes)
-        ax.scatter(modes[:, 0], modes[:, 1], s=60, c="red", marker="x", label="modes")
-        ax.legend(loc="upper right")
-    ax.set_title(title)
-    ax.set_aspect("equal", adjustable="datalim")
-    parent = os.path.dirname(os.fspath(path))
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    fig.savefig(path, format="png")
+  points = np.asarray(points)
+  fig = Figure(figsize=(5, 5), dpi=100)
+  FigureCanvasAgg(fig)
+  ax = fig.add_subplot(1, 1, 1)
+  cmap = "tab10" if labels is not None else None
+  ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, c=labels, cmap=cmap)
+  if modes is not None:
+    modes = np.asarray(modes)
+    ax.scatter(modes[:, 0], modes[:, 1], s=60, c="red", marker="x", label="modes")
+    ax.legend(loc="upper right")
+  ax.set_title(title)
+  ax.set_aspect("equal", adjustable="datalim")
+  parent = os.path.dirname(os.fspath(path))
+  if parent:
+    os.makedirs(parent, exist_ok=True)
+  fig.savefig(path, format="png")

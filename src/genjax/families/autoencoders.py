@@ -25,19 +25,22 @@ def _model_errors(c: ml_collections.ConfigDict) -> list[str]:
   m = c.model
   errors = []
   if m.architecture not in ARCHITECTURES:
-    errors.append(f"config.model.architecture={m.architecture!r}: allowed: "
-                  f"{', '.join(ARCHITECTURES)}")
+    errors.append(
+      f"config.model.architecture={m.architecture!r}: allowed: {', '.join(ARCHITECTURES)}"
+    )
   if m.activation not in ACTIVATIONS:
-    errors.append(f"config.model.activation={m.activation!r}: allowed: "
-                  f"{', '.join(sorted(ACTIVATIONS))}")
+    errors.append(
+      f"config.model.activation={m.activation!r}: allowed: {', '.join(sorted(ACTIVATIONS))}"
+    )
   if not isinstance(m.latent_dim, int) or m.latent_dim < 1:
     errors.append(f"config.model.latent_dim={m.latent_dim!r}: must be an integer >= 1")
   if any((not isinstance(h, int)) or h < 1 for h in m.hidden_sizes):
-    errors.append(f"config.model.hidden_sizes={tuple(m.hidden_sizes)!r}: "
-                  "must be positive integers")
+    errors.append(f"config.model.hidden_sizes={tuple(m.hidden_sizes)!r}: must be positive integers")
   if not m.conv_channels or any((not isinstance(h, int)) or h < 1 for h in m.conv_channels):
-    errors.append(f"config.model.conv_channels={tuple(m.conv_channels)!r}: "
-                  "must be a non-empty sequence of positive integers")
+    errors.append(
+      f"config.model.conv_channels={tuple(m.conv_channels)!r}: "
+      "must be a non-empty sequence of positive integers"
+    )
   return errors
 
 
@@ -50,16 +53,24 @@ class _AutoencoderBase(Family):
   def __init__(self, config: ml_collections.ConfigDict, data: DataInfo):
     super().__init__(config, data)
     if data.kind != "image":
-      raise ValueError(f"config.family={config.family!r} needs an image dataset; "
-                       f"config.data.name={data.name!r} holds {data.kind}")
+      raise ValueError(
+        f"config.family={config.family!r} needs an image dataset; "
+        f"config.data.name={data.name!r} holds {data.kind}"
+      )
     m = config.model
     self.conditional = bool(m.conditional) or config.family == "cvae"
     self.num_classes = data.num_classes if self.conditional else 0
     self.module = build_autoencoder(
-        m.architecture, data_shape=data.shape, latent_dim=m.latent_dim,
-        hidden_sizes=tuple(m.hidden_sizes), conv_channels=tuple(m.conv_channels),
-        activation=m.activation, num_params=self.num_decoder_params,
-        num_classes=self.num_classes, stochastic=self.stochastic)
+      m.architecture,
+      data_shape=data.shape,
+      latent_dim=m.latent_dim,
+      hidden_sizes=tuple(m.hidden_sizes),
+      conv_channels=tuple(m.conv_channels),
+      activation=m.activation,
+      num_params=self.num_decoder_params,
+      num_classes=self.num_classes,
+      stochastic=self.stochastic,
+    )
     self._decode_mean = jax.jit(self.decode_mean)
     self._encode = jax.jit(self.encode)
 
@@ -100,11 +111,13 @@ class _AutoencoderBase(Family):
 
   def _interpolations(self, params, codes, labels, rows=8, steps=10):
     rows = min(rows, codes.shape[0] // 2)
-    path = np.concatenate([
-        image_lib.interpolation_codes(np.asarray(codes[2 * i]),
-                                      np.asarray(codes[2 * i + 1]), steps)
-        for i in range(rows)])
-    row_labels = None if labels is None else jnp.repeat(labels[0:2 * rows:2], steps)
+    path = np.concatenate(
+      [
+        image_lib.interpolation_codes(np.asarray(codes[2 * i]), np.asarray(codes[2 * i + 1]), steps)
+        for i in range(rows)
+      ]
+    )
+    row_labels = None if labels is None else jnp.repeat(labels[0 : 2 * rows : 2], steps)
     return self._grid(self._decode_mean(params, jnp.asarray(path), row_labels), nrow=steps)
 
 
@@ -130,18 +143,26 @@ class AutoencoderFamily(_AutoencoderBase):
     errors = _model_errors(c)
     o = c.objective
     if o.recon_loss not in ae_objectives.RECONSTRUCTION_KINDS:
-      errors.append(f"config.objective.recon_loss={o.recon_loss!r}: allowed: "
-                    f"{', '.join(ae_objectives.RECONSTRUCTION_KINDS)}")
+      errors.append(
+        f"config.objective.recon_loss={o.recon_loss!r}: allowed: "
+        f"{', '.join(ae_objectives.RECONSTRUCTION_KINDS)}"
+      )
     if o.recon_loss == "bce" and c.data.preprocess == "scale_pm1":
-      errors.append("config.objective.recon_loss='bce': needs data in [0, 1]; "
-                    "config.data.preprocess='scale_pm1' gives [-1, 1] (use 'l2')")
+      errors.append(
+        "config.objective.recon_loss='bce': needs data in [0, 1]; "
+        "config.data.preprocess='scale_pm1' gives [-1, 1] (use 'l2')"
+      )
     if o.corruption not in ae_objectives.CORRUPTIONS:
-      errors.append(f"config.objective.corruption={o.corruption!r}: allowed: "
-                    f"{', '.join(sorted(ae_objectives.CORRUPTIONS))}")
+      errors.append(
+        f"config.objective.corruption={o.corruption!r}: allowed: "
+        f"{', '.join(sorted(ae_objectives.CORRUPTIONS))}"
+      )
     if c.family == "dae" and (o.corruption == "none" or o.corruption_level <= 0):
-      errors.append(f"config.objective.corruption={o.corruption!r} with corruption_level="
-                    f"{o.corruption_level!r}: family 'dae' needs a corruption "
-                    "(gaussian, mask, salt_pepper) and a level > 0")
+      errors.append(
+        f"config.objective.corruption={o.corruption!r} with corruption_level="
+        f"{o.corruption_level!r}: family 'dae' needs a corruption "
+        "(gaussian, mask, salt_pepper) and a level > 0"
+      )
     return errors
 
   def _reconstruct(self, params, x, labels):
@@ -155,7 +176,8 @@ class AutoencoderFamily(_AutoencoderBase):
     x, labels = batch["x"], self._labels(batch)
     x_tilde = ae_objectives.corrupt(self.corruption, keys, x, self.level)
     return ae_objectives.reconstruction_error(
-        x, self._reconstruct(params, x_tilde, labels), self.recon_loss)
+      x, self._reconstruct(params, x_tilde, labels), self.recon_loss
+    )
 
   def loss_fn(self, params, batch, keys, step):
     del step
@@ -166,11 +188,14 @@ class AutoencoderFamily(_AutoencoderBase):
     del num_samples
     x, labels = batch["x"], self._labels(batch)
     mean = self.decode_mean(params, self.code(params, x, labels), labels)
-    out = {"recon": self._errors(params, batch, keys),
-           "mse": jnp.mean(jnp.square(mean - x).reshape(x.shape[0], -1), axis=1)}
+    out = {
+      "recon": self._errors(params, batch, keys),
+      "mse": jnp.mean(jnp.square(mean - x).reshape(x.shape[0], -1), axis=1),
+    }
     if self.corruption != "none":
       out["recon_clean_input"] = ae_objectives.reconstruction_error(
-          x, self._reconstruct(params, x, labels), self.recon_loss)
+        x, self._reconstruct(params, x, labels), self.recon_loss
+      )
     return out
 
   def pictures(self, params, batch, key):
@@ -216,31 +241,36 @@ class VAEFamily(_AutoencoderBase):
     errors = _model_errors(c)
     o, lik = c.objective, c.model.likelihood
     if lik not in vae_objectives.LIKELIHOODS:
-      errors.append(f"config.model.likelihood={lik!r}: allowed: "
-                    f"{', '.join(sorted(vae_objectives.LIKELIHOODS))}")
+      errors.append(
+        f"config.model.likelihood={lik!r}: allowed: {', '.join(sorted(vae_objectives.LIKELIHOODS))}"
+      )
     else:
       want = vae_objectives.LIKELIHOOD_DATA_RANGE[lik]
       have = (-1.0, 1.0) if c.data.preprocess == "scale_pm1" else (0.0, 1.0)
       if want != have:
-        errors.append(f"config.model.likelihood={lik!r}: models data in {want}, but "
-                      f"config.data.preprocess={c.data.preprocess!r} gives {have}")
+        errors.append(
+          f"config.model.likelihood={lik!r}: models data in {want}, but "
+          f"config.data.preprocess={c.data.preprocess!r} gives {have}"
+        )
     if o.beta < 0:
       errors.append(f"config.objective.beta={o.beta!r}: must be >= 0")
     if o.kl_warmup_steps < 0:
       errors.append(f"config.objective.kl_warmup_steps={o.kl_warmup_steps!r}: must be >= 0")
     if not isinstance(o.num_samples, int) or o.num_samples < 1:
-      errors.append(f"config.objective.num_samples={o.num_samples!r}: "
-                    "must be an integer >= 1")
+      errors.append(f"config.objective.num_samples={o.num_samples!r}: must be an integer >= 1")
     return errors
 
   def _bound_fns(self, params, labels):
-    return dict(encode=lambda x: self.encode(params, x, labels),
-                decode=lambda z: self.decode(params, z, labels),
-                log_likelihood=self.log_likelihood)
+    return dict(
+      encode=lambda x: self.encode(params, x, labels),
+      decode=lambda z: self.decode(params, z, labels),
+      log_likelihood=self.log_likelihood,
+    )
 
   def decode_mean(self, params, z, labels=None):
     return vae_objectives.likelihood_mean(
-        self.likelihood, self.decode(params, z, labels), self.data.data_range)
+      self.likelihood, self.decode(params, z, labels), self.data.data_range
+    )
 
   def loss_fn(self, params, batch, keys, step):
     fns = self._bound_fns(params, self._labels(batch))
@@ -251,8 +281,12 @@ class VAEFamily(_AutoencoderBase):
       return loss, {"iwae_bound": -loss}
     beta = self.beta * vae_objectives.kl_warmup_weight(step, self.kl_warmup_steps)
     terms = vae_objectives.elbo(x, keys, beta=beta, **fns)
-    metrics = {"elbo": jnp.mean(terms["elbo"]), "recon": -jnp.mean(terms["recon"]),
-               "kl": jnp.mean(terms["kl"]), "beta": beta}
+    metrics = {
+      "elbo": jnp.mean(terms["elbo"]),
+      "recon": -jnp.mean(terms["recon"]),
+      "kl": jnp.mean(terms["kl"]),
+      "beta": beta,
+    }
     return jnp.mean(terms["loss"]), metrics
 
   def eval_fn(self, params, batch, keys, num_samples):
@@ -261,11 +295,16 @@ class VAEFamily(_AutoencoderBase):
     terms = vae_objectives.elbo(x, keys, **fns)
     chunk = math.gcd(num_samples, self.nll_chunk)
     nll = -vae_objectives.iwae_bound(
-        x, genjax_random.fold_in(keys, 1),
-        num_samples=num_samples, chunk_size=chunk, **fns)
+      x, genjax_random.fold_in(keys, 1), num_samples=num_samples, chunk_size=chunk, **fns
+    )
     dims = math.prod(self.data.shape)
-    return {"elbo": terms["elbo"], "recon": -terms["recon"], "kl": terms["kl"],
-            "nll": nll, "bits_per_dim": nll / (dims * math.log(2.0))}
+    return {
+      "elbo": terms["elbo"],
+      "recon": -terms["recon"],
+      "kl": terms["kl"],
+      "nll": nll,
+      "bits_per_dim": nll / (dims * math.log(2.0)),
+    }
 
   def pictures(self, params, batch, key):
     out = super().pictures(params, batch, key)
@@ -280,14 +319,16 @@ class VAEFamily(_AutoencoderBase):
       z = jax.random.normal(key, (64, d))
       out["samples"] = self._grid(self._decode_mean(params, z), 8)
     labels = self._labels(batch)
-    base = np.asarray(jax.jit(self.code)(params, batch["x"][:1],
-                                         None if labels is None else labels[:1])[0])
+    base = np.asarray(
+      jax.jit(self.code)(params, batch["x"][:1], None if labels is None else labels[:1])[0]
+    )
     dims = list(range(min(d, 10)))
     values = np.linspace(-3.0, 3.0, 11)
     traversal = image_lib.latent_traversal_codes(base, dims, values)
     t_labels = None if labels is None else jnp.full((len(traversal),), labels[0])
-    out["traversals"] = self._grid(self._decode_mean(params, jnp.asarray(traversal), t_labels),
-                                   len(values))
+    out["traversals"] = self._grid(
+      self._decode_mean(params, jnp.asarray(traversal), t_labels), len(values)
+    )
     if d == 2 and not self.conditional:
       grid = image_lib.manifold_grid_codes(20)
       out["manifold"] = self._grid(self._decode_mean(params, jnp.asarray(grid)), 20)

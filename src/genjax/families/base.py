@@ -37,6 +37,7 @@ class DataInfo:
     modes: ``[M, 2]`` mode centres for 2-D mixtures, else None.
     mode_std: standard deviation of each mixture component, else None.
   """
+
   name: str
   kind: str
   shape: tuple[int, ...]
@@ -79,8 +80,9 @@ class Family:
     params, model_state = self.init_params(key, batch)
     return TrainState.create(params, self.tx, model_state)
 
-  def loss_fn(self, params, batch: dict[str, jax.Array], keys: jax.Array,
-              step: jax.Array) -> tuple[jax.Array, Metrics]:
+  def loss_fn(
+    self, params, batch: dict[str, jax.Array], keys: jax.Array, step: jax.Array
+  ) -> tuple[jax.Array, Metrics]:
     """Pure objective: ``(scalar loss to minimise, scalar metrics)``.
 
     Args:
@@ -91,8 +93,9 @@ class Family:
     """
     raise NotImplementedError
 
-  def train_step(self, state: TrainState, batch: dict[str, jax.Array],
-                 keys: jax.Array) -> tuple[TrainState, Metrics]:
+  def train_step(
+    self, state: TrainState, batch: dict[str, jax.Array], keys: jax.Array
+  ) -> tuple[TrainState, Metrics]:
     """One update, run per device inside the ``data`` axis.
 
     Gradients and metrics are averaged over devices with ``lax.pmean``, so
@@ -103,15 +106,23 @@ class Family:
     grads = lax.pmean(grads, AXIS)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
-                   learning_rate=self.schedule(state.step))
+    metrics = dict(
+      metrics,
+      loss=loss,
+      grad_norm=optax.global_norm(grads),
+      learning_rate=self.schedule(state.step),
+    )
     new_state = state.replace(
-        step=state.step + 1, params=params, opt_state=opt_state,
-        ema_params=ema_update(state.ema_params, params, self.ema_decay))
+      step=state.step + 1,
+      params=params,
+      opt_state=opt_state,
+      ema_params=ema_update(state.ema_params, params, self.ema_decay),
+    )
     return new_state, lax.pmean(metrics, AXIS)
 
-  def eval_fn(self, params, batch: dict[str, jax.Array], keys: jax.Array,
-              num_samples: int) -> dict[str, jax.Array]:
+  def eval_fn(
+    self, params, batch: dict[str, jax.Array], keys: jax.Array, num_samples: int
+  ) -> dict[str, jax.Array]:
     """Per-example evaluation metrics, each ``[B]`` (the runner averages).
 
     Args:
@@ -122,8 +133,7 @@ class Family:
     """
     raise NotImplementedError
 
-  def pictures(self, params, batch: dict[str, jax.Array],
-               key: jax.Array) -> dict[str, np.ndarray]:
+  def pictures(self, params, batch: dict[str, jax.Array], key: jax.Array) -> dict[str, np.ndarray]:
     """Named picture grids ``[H, W, C]`` in [0, 1] (host side).
 
     Args:
@@ -145,8 +155,10 @@ FAMILIES: dict[str, type[Family]] = {}
 
 def register(*names: str) -> Callable[[type[Family]], type[Family]]:
   """Class decorator that registers a family under one or more names."""
+
   def wrap(cls):
     for name in names:
       FAMILIES[name] = cls
     return cls
+
   return wrap

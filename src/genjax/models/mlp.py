@@ -13,110 +13,108 @@ from genjax.models.layers import get_activation, one_hot_concat
 
 
 def _check_labels(labels: jax.Array | None, num_classes: int, name: str) -> None:
-    if num_classes > 0 and labels is None:
-        raise ValueError(f"{name} is conditional (num_classes={num_classes}) but labels is None.")
+  if num_classes > 0 and labels is None:
+    raise ValueError(f"{name} is conditional (num_classes={num_classes}) but labels is None.")
 
 
 class GaussianHeads(nn.Module):
-    """Linear heads for a diagonal Gaussian posterior, or a single deterministic code.
+  """Linear heads for a diagonal Gaussian posterior, or a single deterministic code.
 
-    Attributes:
-        latent_dim: Size `D` of the latent code.
-        stochastic: If True return `(mean, log_var)`, else a single code.
-    """
+  Attributes:
+      latent_dim: Size `D` of the latent code.
+      stochastic: If True return `(mean, log_var)`, else a single code.
+  """
 
-    latent_dim: int
-    stochastic: bool = True
+  latent_dim: int
+  stochastic: bool = True
 
-    @nn.compact
-    def __call__(self, h: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
-        """Maps features `[B, F]` to `(mean, log_var)` each `[B, D]`, or a code `[B, D]`."""
-        if not self.stochastic:
-            return nn.Dense(self.latent_dim, name="code")(h)
-        mean = nn.Dense(self.latent_dim, name="mean")(h)
-        # Zero bias keeps the initial posterior variance near 1 (log_var ~ 0).
-        log_var = nn.Dense(
-            self.latent_dim, bias_init=nn.initializers.zeros, name="log_var"
-        )(h)
-        return mean, log_var
+  @nn.compact
+  def __call__(self, h: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """Maps features `[B, F]` to `(mean, log_var)` each `[B, D]`, or a code `[B, D]`."""
+    if not self.stochastic:
+      return nn.Dense(self.latent_dim, name="code")(h)
+    mean = nn.Dense(self.latent_dim, name="mean")(h)
+    # Zero bias keeps the initial posterior variance near 1 (log_var ~ 0).
+    log_var = nn.Dense(self.latent_dim, bias_init=nn.initializers.zeros, name="log_var")(h)
+    return mean, log_var
 
 
 class MLPEncoder(nn.Module):
-    """Flatten -> (one-hot label) -> Dense hidden layers -> latent heads.
+  """Flatten -> (one-hot label) -> Dense hidden layers -> latent heads.
 
-    Attributes:
-        hidden_sizes: Widths of the hidden Dense layers.
-        latent_dim: Size `D` of the latent code.
-        activation: Name of the hidden activation (see `ACTIVATIONS`).
-        num_classes: Number of label classes; 0 means unconditional.
-        stochastic: If True output `(mean, log_var)`, else a single code.
+  Attributes:
+      hidden_sizes: Widths of the hidden Dense layers.
+      latent_dim: Size `D` of the latent code.
+      activation: Name of the hidden activation (see `ACTIVATIONS`).
+      num_classes: Number of label classes; 0 means unconditional.
+      stochastic: If True output `(mean, log_var)`, else a single code.
+  """
+
+  hidden_sizes: Sequence[int]
+  latent_dim: int
+  activation: str = "relu"
+  num_classes: int = 0
+  stochastic: bool = True
+
+  @nn.compact
+  def __call__(
+    self, x: jax.Array, labels: jax.Array | None = None
+  ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """Encodes a batch.
+
+    Args:
+        x: Inputs of shape `[B, ...]` (e.g. images `[B, H, W, C]`).
+        labels: Integer labels `[B]`; required iff `num_classes > 0`.
+
+    Returns:
+        `(mean, log_var)` each `[B, D]` when stochastic, else a code `[B, D]`.
     """
-
-    hidden_sizes: Sequence[int]
-    latent_dim: int
-    activation: str = "relu"
-    num_classes: int = 0
-    stochastic: bool = True
-
-    @nn.compact
-    def __call__(
-        self, x: jax.Array, labels: jax.Array | None = None
-    ) -> jax.Array | tuple[jax.Array, jax.Array]:
-        """Encodes a batch.
-
-        Args:
-            x: Inputs of shape `[B, ...]` (e.g. images `[B, H, W, C]`).
-            labels: Integer labels `[B]`; required iff `num_classes > 0`.
-
-        Returns:
-            `(mean, log_var)` each `[B, D]` when stochastic, else a code `[B, D]`.
-        """
-        _check_labels(labels, self.num_classes, "MLPEncoder")
-        act = get_activation(self.activation)
-        h = x.reshape(x.shape[0], -1)
-        if self.num_classes > 0:
-            h = one_hot_concat(h, labels, self.num_classes)
-        for width in self.hidden_sizes:
-            h = act(nn.Dense(width)(h))
-        return GaussianHeads(self.latent_dim, self.stochastic, name="heads")(h)
+    _check_labels(labels, self.num_classes, "MLPEncoder")
+    act = get_activation(self.activation)
+    h = x.reshape(x.shape[0], -1)
+    if self.num_classes > 0:
+      h = one_hot_concat(h, labels, self.num_classes)
+    for width in self.hidden_sizes:
+      h = act(nn.Dense(width)(h))
+    return GaussianHeads(self.latent_dim, self.stochastic, name="heads")(h)
 
 
 class MLPDecoder(nn.Module):
-    """Latent (+ one-hot label) -> Dense hidden layers -> per-pixel distribution params.
+  """Latent (+ one-hot label) -> Dense hidden layers -> per-pixel distribution params.
 
-    Attributes:
-        hidden_sizes: Widths of the hidden Dense layers.
-        output_shape: Data shape `(H, W, C)` (any shape works).
-        num_params: Distribution parameters per element (1 or 2).
-        activation: Name of the hidden activation (see `ACTIVATIONS`).
-        num_classes: Number of label classes; 0 means unconditional.
+  Attributes:
+      hidden_sizes: Widths of the hidden Dense layers.
+      output_shape: Data shape `(H, W, C)` (any shape works).
+      num_params: Distribution parameters per element (1 or 2).
+      activation: Name of the hidden activation (see `ACTIVATIONS`).
+      num_classes: Number of label classes; 0 means unconditional.
+  """
+
+  hidden_sizes: Sequence[int]
+  output_shape: Sequence[int]
+  num_params: int = 1
+  activation: str = "relu"
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+    """Decodes a batch of codes.
+
+    Args:
+        z: Latent codes `[B, D]`.
+        labels: Integer labels `[B]`; required iff `num_classes > 0`.
+
+    Returns:
+        Parameters of shape `[B, *output_shape, num_params]`; index 0 of the last
+        axis is the mean/logits, index 1 (if present) the log-variance/log-scale.
     """
-
-    hidden_sizes: Sequence[int]
-    output_shape: Sequence[int]
-    num_params: int = 1
-    activation: str = "relu"
-    num_classes: int = 0
-
-    @nn.compact
-    def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
-        """Decodes a batch of codes.
-
-        Args:
-            z: Latent codes `[B, D]`.
-            labels: Integer labels `[B]`; required iff `num_classes > 0`.
-
-        Returns:
-            Parameters of shape `[B, *output_shape, num_params]`; index 0 of the last
-            axis is the mean/logits, index 1 (if present) the log-variance/log-scale.
-        """
-        _check_labels(labels, self.num_classes, "MLPDecoder")
-        act = get_activation(self.activation)
-        h = z
-        if self.num_classes > 0:
-            h = one_hot_concat(h, labels, self.num_classes)
-        for width in self.hidden_sizes:
-            h = act(nn.Dense(width)(h))
-        size = math.prod(self.output_shape) * self.num_params
-        out = nn.Dense(size, name="output")(h)
-        return jnp.reshape(out, (z.shape[0], *self.output_shape, self.num_params))
+    _check_labels(labels, self.num_classes, "MLPDecoder")
+    act = get_activation(self.activation)
+    h = z
+    if self.num_classes > 0:
+      h = one_hot_concat(h, labels, self.num_classes)
+    for width in self.hidden_sizes:
+      h = act(nn.Dense(width)(h))
+    size = math.prod(self.output_shape) * self.num_params
+    out = nn.Dense(size, name="output")(h)
+    return jnp.reshape(out, (z.shape[0], *self.output_shape, self.num_params))

@@ -89,10 +89,10 @@ def corrupt_salt_pepper(keys: jax.Array, x: jax.Array, level) -> jax.Array:
 
 
 CORRUPTIONS: dict[str, Callable[[jax.Array, jax.Array, float], jax.Array]] = {
-    "none": corrupt_none,
-    "gaussian": corrupt_gaussian,
-    "mask": corrupt_mask,
-    "salt_pepper": corrupt_salt_pepper,
+  "none": corrupt_none,
+  "gaussian": corrupt_gaussian,
+  "mask": corrupt_mask,
+  "salt_pepper": corrupt_salt_pepper,
 }
 
 

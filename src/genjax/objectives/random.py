@@ -18,8 +18,8 @@ def _check_keys(keys: jax.Array) -> None:
   # Legacy uint32 keys of shape [B, 2] would silently vmap to the wrong batch size.
   if not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
     raise TypeError(
-        "expected a typed PRNG key array (made with jax.random.key), got dtype "
-        f"{keys.dtype}; wrap legacy keys with jax.random.wrap_key_data"
+      "expected a typed PRNG key array (made with jax.random.key), got dtype "
+      f"{keys.dtype}; wrap legacy keys with jax.random.wrap_key_data"
     )
   if keys.ndim != 1:
     raise ValueError(f"expected per-example keys of shape [B], got shape {keys.shape}")
@@ -42,11 +42,11 @@ def normal(keys: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Ar
 
 
 def uniform(
-    keys: jax.Array,
-    shape: tuple[int, ...],
-    minval: float = 0.0,
-    maxval: float = 1.0,
-    dtype=jnp.float32,
+  keys: jax.Array,
+  shape: tuple[int, ...],
+  minval: float = 0.0,
+  maxval: float = 1.0,
+  dtype=jnp.float32,
 ) -> jax.Array:
   """Uniform noise on ``[minval, maxval)``, one independent draw per example.
 
@@ -62,7 +62,7 @@ def uniform(
   """
   _check_keys(keys)
   draw = functools.partial(
-      jax.random.uniform, shape=tuple(shape), dtype=dtype, minval=minval, maxval=maxval
+    jax.random.uniform, shape=tuple(shape), dtype=dtype, minval=minval, maxval=maxval
   )
   return jax.vmap(draw)(keys)
 

@@ -40,7 +40,7 @@ def _sum_per_example(a: jax.Array, like: jax.Array) -> jax.Array:
 
 
 def kl_diag_gaussians(
-    mean_q: jax.Array, log_var_q: jax.Array, mean_p: jax.Array, log_var_p: jax.Array
+  mean_q: jax.Array, log_var_q: jax.Array, mean_p: jax.Array, log_var_p: jax.Array
 ) -> jax.Array:
   """Closed-form KL(N(mean_q, var_q) || N(mean_p, var_p)) for diagonal Gaussians.
 
@@ -54,10 +54,10 @@ def kl_diag_gaussians(
     KL per example, shape ``[B]``, summed over all non-batch axes.
   """
   kl = 0.5 * (
-      log_var_p
-      - log_var_q
-      + (jnp.exp(log_var_q) + jnp.square(mean_q - mean_p)) * jnp.exp(-log_var_p)
-      - 1.0
+    log_var_p
+    - log_var_q
+    + (jnp.exp(log_var_q) + jnp.square(mean_q - mean_p)) * jnp.exp(-log_var_p)
+    - 1.0
   )
   return _sum_per_example(kl, mean_q)
 
@@ -147,7 +147,7 @@ def bernoulli_log_likelihood(x: jax.Array, logits: jax.Array) -> jax.Array:
 
 
 def discretized_logistic_log_likelihood(
-    x: jax.Array, mean: jax.Array, log_scale: jax.Array, num_bins: int = 256
+  x: jax.Array, mean: jax.Array, log_scale: jax.Array, num_bins: int = 256
 ) -> jax.Array:
   """Discretized logistic log-likelihood (Salimans et al. 2017, PixelCNN++).
 
@@ -179,18 +179,18 @@ def discretized_logistic_log_likelihood(
   log_sf_min = jax.nn.log_sigmoid(-min_in)  # mass of [x - h, +inf)
   log_delta = log_cdf_plus + log_sf_min + jnp.log(-jnp.expm1(min_in - plus_in))
   lp = jnp.where(
-      x < -1.0 + half_bin,
-      log_cdf_plus,
-      jnp.where(x > 1.0 - half_bin, log_sf_min, log_delta),
+    x < -1.0 + half_bin,
+    log_cdf_plus,
+    jnp.where(x > 1.0 - half_bin, log_sf_min, log_delta),
   )
   return _sum_per_example(lp, x)
 
 
 LIKELIHOOD_NUM_PARAMS = {
-    "bernoulli": 1,
-    "gaussian_fixed": 1,
-    "gaussian_learned": 2,
-    "discretized_logistic": 2,
+  "bernoulli": 1,
+  "gaussian_fixed": 1,
+  "gaussian_learned": 2,
+  "discretized_logistic": 2,
 }
 
 
@@ -198,8 +198,8 @@ def _params(name: str, x: jax.Array, decoder_output: jax.Array) -> jax.Array:
   expected = x.shape + (LIKELIHOOD_NUM_PARAMS[name],)
   if decoder_output.shape != expected:
     raise ValueError(
-        f"{name} likelihood expects decoder output of shape {expected} "
-        f"(x.shape + (num_params,)), got {decoder_output.shape}"
+      f"{name} likelihood expects decoder output of shape {expected} "
+      f"(x.shape + (num_params,)), got {decoder_output.shape}"
     )
   return decoder_output
 
@@ -224,18 +224,18 @@ def _discretized_logistic(x, decoder_output, num_bins=256):
 
 
 LIKELIHOODS: dict[str, Callable[..., jax.Array]] = {
-    "bernoulli": _bernoulli,
-    "gaussian_fixed": _gaussian_fixed,  # kwarg fixed_log_var (default 0.0)
-    "gaussian_learned": _gaussian_learned,
-    "discretized_logistic": _discretized_logistic,  # kwarg num_bins (default 256)
+  "bernoulli": _bernoulli,
+  "gaussian_fixed": _gaussian_fixed,  # kwarg fixed_log_var (default 0.0)
+  "gaussian_learned": _gaussian_learned,
+  "discretized_logistic": _discretized_logistic,  # kwarg num_bins (default 256)
 }
 
 # Data range each likelihood models; used to clip means for pictures.
 LIKELIHOOD_DATA_RANGE = {
-    "bernoulli": (0.0, 1.0),
-    "gaussian_fixed": (0.0, 1.0),
-    "gaussian_learned": (0.0, 1.0),
-    "discretized_logistic": (-1.0, 1.0),
+  "bernoulli": (0.0, 1.0),
+  "gaussian_fixed": (0.0, 1.0),
+  "gaussian_learned": (0.0, 1.0),
+  "discretized_logistic": (-1.0, 1.0),
 }
 
 
@@ -260,7 +260,7 @@ def get_likelihood(name: str, **kwargs) -> LogLikelihood:
 
 
 def likelihood_mean(
-    name: str, decoder_output: jax.Array, data_range: tuple[float, float] | None = None
+  name: str, decoder_output: jax.Array, data_range: tuple[float, float] | None = None
 ) -> jax.Array:
   """Mean image of the observation model, for pictures.
 
@@ -307,21 +307,21 @@ def kl_warmup_weight(step, warmup_steps) -> jax.Array:
 def _log_importance_weight(x, z, mean, log_var, decode, log_likelihood):
   """log p(x|z) + log p(z) - log q(z|x), shape ``[B]``."""
   return (
-      log_likelihood(x, decode(z))
-      + diag_gaussian_log_prob(z, 0.0, 0.0)
-      - diag_gaussian_log_prob(z, mean, log_var)
+    log_likelihood(x, decode(z))
+    + diag_gaussian_log_prob(z, 0.0, 0.0)
+    - diag_gaussian_log_prob(z, mean, log_var)
   )
 
 
 def elbo(
-    x: jax.Array,
-    keys: jax.Array,
-    *,
-    encode: Encode,
-    decode: Decode,
-    log_likelihood: LogLikelihood,
-    beta=1.0,
-    kl_estimator: str = "analytic",
+  x: jax.Array,
+  keys: jax.Array,
+  *,
+  encode: Encode,
+  decode: Decode,
+  log_likelihood: LogLikelihood,
+  beta=1.0,
+  kl_estimator: str = "analytic",
 ) -> dict[str, jax.Array]:
   """Single-sample evidence lower bound per example.
 
@@ -367,22 +367,22 @@ def elbo(
   else:
     raise ValueError(f"unknown kl_estimator {kl_estimator!r}; allowed: ['analytic', 'sample']")
   return {
-      "elbo": recon - kl,
-      "recon": recon,
-      "kl": kl,
-      "loss": -(recon - beta * kl),
+    "elbo": recon - kl,
+    "recon": recon,
+    "kl": kl,
+    "loss": -(recon - beta * kl),
   }
 
 
 def iwae_bound(
-    x: jax.Array,
-    keys: jax.Array,
-    *,
-    encode: Encode,
-    decode: Decode,
-    log_likelihood: LogLikelihood,
-    num_samples: int,
-    chunk_size: int | None = None,
+  x: jax.Array,
+  keys: jax.Array,
+  *,
+  encode: Encode,
+  decode: Decode,
+  log_likelihood: LogLikelihood,
+  num_samples: int,
+  chunk_size: int | None = None,
 ) -> jax.Array:
   """Importance-weighted bound log (1/k) sum_j p(x, z_j) / q(z_j | x) (Burda et al.).
 
@@ -411,7 +411,7 @@ def iwae_bound(
     chunk_size = num_samples
   if chunk_size <= 0 or num_samples % chunk_size:
     raise ValueError(
-        f"num_samples ({num_samples}) must be a positive multiple of chunk_size ({chunk_size})"
+      f"num_samples ({num_samples}) must be a positive multiple of chunk_size ({chunk_size})"
     )
   mean, log_var = encode(x)
 

@@ -24,23 +24,27 @@ class Checkpointer:
     async_save: write in a background thread.
   """
 
-  def __init__(self, directory: str | pathlib.Path, keep: int = 3,
-               async_save: bool = True):
+  def __init__(self, directory: str | pathlib.Path, keep: int = 3, async_save: bool = True):
     self.directory = pathlib.Path(directory).absolute()
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
-    self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_names=ITEMS)
+      max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+    )
+    self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, state: Any, data_state: dict,
-           config: ml_collections.ConfigDict) -> None:
-    self.manager.save(step, args=ocp.args.Composite(
+  def save(
+    self, step: int, state: Any, data_state: dict, config: ml_collections.ConfigDict
+  ) -> None:
+    self.manager.save(
+      step,
+      args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=ocp.args.JsonSave(data_state),
-        config=ocp.args.JsonSave(json.loads(config.to_json_best_effort()))))
+        config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
+      ),
+    )
 
   def restore(self, abstract_state: Any, step: int | None = None):
     """Restores ``(state, data_state, config_dict)`` at ``step`` (default latest).
@@ -54,10 +58,14 @@ class Checkpointer:
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-    restored = self.manager.restore(step, args=ocp.args.Composite(
+    restored = self.manager.restore(
+      step,
+      args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target),
         data=ocp.args.JsonRestore(),
-        config=ocp.args.JsonRestore()))
+        config=ocp.args.JsonRestore(),
+      ),
+    )
     return restored.state, restored.data, restored.config
 
   def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:
@@ -65,8 +73,7 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        config=ocp.args.JsonRestore()))
+    restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return ml_collections.ConfigDict(restored.config)
 
   def wait(self) -> None:

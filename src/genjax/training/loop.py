@@ -45,6 +45,7 @@ class Experiment:
     family: the model family.
     parallel: device placement and compilation.
   """
+
   config: ml_collections.ConfigDict
   dataset: sources.Dataset
   family: Family
@@ -55,9 +56,11 @@ class Experiment:
     """The compiled eval step for ``num_samples`` (built once, then cached)."""
     if num_samples not in self._eval_steps:
       cfg = self.config
-      self._eval_steps[num_samples] = self.parallel.compile(steps.make_eval_step(
-          self.family, seed=cfg.seed, preprocess=cfg.data.preprocess,
-          num_samples=num_samples))
+      self._eval_steps[num_samples] = self.parallel.compile(
+        steps.make_eval_step(
+          self.family, seed=cfg.seed, preprocess=cfg.data.preprocess, num_samples=num_samples
+        )
+      )
     return self._eval_steps[num_samples]
 
   def example_batch(self) -> dict[str, np.ndarray]:
@@ -93,11 +96,17 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
   config_lib.validate(config, parallel.num_devices)
   data_cfg = config.data
   dataset = sources.load_dataset(
-      data_cfg.name, data_dir=data_cfg.data_dir or None,
-      manual_dir=data_cfg.manual_dir or None)
-  info = DataInfo(name=dataset.name, kind=dataset.kind, shape=tuple(dataset.shape),
-                  num_classes=dataset.num_classes, preprocess=data_cfg.preprocess,
-                  modes=dataset.modes, mode_std=dataset.mode_std)
+    data_cfg.name, data_dir=data_cfg.data_dir or None, manual_dir=data_cfg.manual_dir or None
+  )
+  info = DataInfo(
+    name=dataset.name,
+    kind=dataset.kind,
+    shape=tuple(dataset.shape),
+    num_classes=dataset.num_classes,
+    preprocess=data_cfg.preprocess,
+    modes=dataset.modes,
+    mode_std=dataset.mode_std,
+  )
   family = FAMILIES[config.family](config, info)
   return Experiment(config, dataset, family, parallel)
 
@@ -107,8 +116,15 @@ def eval_params(state: TrainState, config: ml_collections.ConfigDict):
   return state.ema_params if config.train.ema_decay > 0 else state.params
 
 
-def evaluate(exp: Experiment, params, *, num_examples: int, num_samples: int,
-             batch_size: int | None = None, progress: bool = False) -> dict[str, float]:
+def evaluate(
+  exp: Experiment,
+  params,
+  *,
+  num_examples: int,
+  num_samples: int,
+  batch_size: int | None = None,
+  progress: bool = False,
+) -> dict[str, float]:
   """Averages the family's per-example metrics over the test split.
 
   Args:
@@ -127,8 +143,12 @@ def evaluate(exp: Experiment, params, *, num_examples: int, num_samples: int,
   eval_step = exp.eval_step(num_samples)
   replicated = exp.parallel.put_replicated(params)
   batches = pipeline.eval_batches(
-      exp.dataset.test, batch_size=batch_size, num_examples=num_examples or None,
-      process_index=jax.process_index(), process_count=jax.process_count())
+    exp.dataset.test,
+    batch_size=batch_size,
+    num_examples=num_examples or None,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
   totals, count = {}, 0.0
   for batch in tqdm.tqdm(batches, desc="eval", disable=not progress, leave=False):
     sums, n = exp.parallel.get_replicated(eval_step(replicated, exp.parallel.put_batch(batch)))
@@ -140,8 +160,9 @@ def evaluate(exp: Experiment, params, *, num_examples: int, num_samples: int,
   return metrics
 
 
-def save_pictures(exp: Experiment, params, workdir: pathlib.Path, step: int,
-                  writer=None) -> list[pathlib.Path]:
+def save_pictures(
+  exp: Experiment, params, workdir: pathlib.Path, step: int, writer=None
+) -> list[pathlib.Path]:
   """Draws the family's pictures to ``workdir/images`` (and TensorBoard)."""
   cfg = exp.config
   n = min(cfg.eval.num_images, len(exp.dataset.test["label"]))
@@ -190,12 +211,16 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
 
 
 def _all_finite(tree) -> bool:
-  return bool(jax.jit(lambda t: jnp.all(jnp.stack(
-      [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(t)])))(tree))
+  return bool(
+    jax.jit(lambda t: jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(t)])))(
+      tree
+    )
+  )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str | pathlib.Path) -> dict[str, float]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+) -> dict[str, float]:
   """Trains ``config`` in ``workdir``, resuming from its latest checkpoint.
 
   Args:
@@ -209,29 +234,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   exp = build(config)
   cfg = exp.config
   tc = cfg.train
-  ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints", keep=tc.keep_checkpoints,
-                                     async_save=tc.async_checkpoint)
+  ckpt = checkpoint_lib.Checkpointer(
+    workdir / "checkpoints", keep=tc.keep_checkpoints, async_save=tc.async_checkpoint
+  )
   train_iter = pipeline.make_train_iterator(
-      exp.dataset.train, global_batch_size=tc.batch_size, seed=cfg.seed,
-      process_index=jax.process_index(), process_count=jax.process_count())
+    exp.dataset.train,
+    global_batch_size=tc.batch_size,
+    seed=cfg.seed,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
   start = ckpt.latest_step()
   if start is None:
     state, start = exp.init_state(), 0
   else:
     state, data_state, _ = _restore(exp, ckpt, start)
     train_iter.set_state(data_state)
-  log.info("%s: %s parameters, %d devices (%s), start at step %d of %d",
-           cfg.family, f"{num_params(state.params):,}", exp.parallel.num_devices,
-           tc.parallel, start, tc.num_steps)
+  log.info(
+    "%s: %s parameters, %d devices (%s), start at step %d of %d",
+    cfg.family,
+    f"{num_params(state.params):,}",
+    exp.parallel.num_devices,
+    tc.parallel,
+    start,
+    tc.num_steps,
+  )
   _write_config(workdir, cfg)
   writer = writers.create_writer(workdir, resume_step=start)
   train_step = exp.parallel.compile(
-      steps.make_train_step(exp.family, seed=cfg.seed, preprocess=cfg.data.preprocess),
-      donate_first=True)
+    steps.make_train_step(exp.family, seed=cfg.seed, preprocess=cfg.data.preprocess),
+    donate_first=True,
+  )
   pstate = exp.parallel.put_replicated(state)
   last_saved, summary, history = start, {}, []
-  bar = tqdm.tqdm(total=tc.num_steps, initial=start, desc=cfg.family, unit="step",
-                  disable=not (tc.progress_bar and sys.stderr.isatty()), dynamic_ncols=True)
+  last_log = (start, time.perf_counter())
+  bar = tqdm.tqdm(
+    total=tc.num_steps,
+    initial=start,
+    desc=cfg.family,
+    unit="step",
+    disable=not (tc.progress_bar and sys.stderr.isatty()),
+    dynamic_ncols=True,
+  )
   try:
     with _Preemption() as preemption:
       for step in range(start + 1, tc.num_steps + 1):
@@ -241,6 +285,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         if step % tc.log_every == 0 or step == tc.num_steps:
           summary = _mean_metrics(exp.parallel.get_replicated(history))
           history = []
+          rate = (step - last_log[0]) / (time.perf_counter() - last_log[1])
+          summary.update(
+            {"train/steps_per_sec": rate, "train/examples_per_sec": rate * tc.batch_size}
+          )
+          last_log = (step, time.perf_counter())
           _check_finite(summary, step, last_saved, workdir)
           writer.write_scalars(step, summary)
           bar.set_postfix(loss=f"{summary['train/loss']:.4g}")
@@ -248,8 +297,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           state = exp.parallel.get_replicated(pstate)
           writer.write_scalars(step, _periodic_eval(exp, state))
           save_pictures(exp, eval_params(state, cfg), workdir, step, writer)
-        if (step % tc.checkpoint_every == 0 or step == tc.num_steps
-            or preemption.requested):
+        if step % tc.checkpoint_every == 0 or step == tc.num_steps or preemption.requested:
           state = exp.parallel.get_replicated(pstate)
           if not _all_finite(state.params):
             raise FloatingPointError(_nonfinite_message(step, last_saved, workdir))
@@ -276,8 +324,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
 def _periodic_eval(exp: Experiment, state: TrainState) -> dict[str, float]:
   ec = exp.config.eval
-  return evaluate(exp, eval_params(state, exp.config), num_examples=ec.periodic_examples,
-                  num_samples=ec.periodic_nll_samples)
+  return evaluate(
+    exp,
+    eval_params(state, exp.config),
+    num_examples=ec.periodic_examples,
+    num_samples=ec.periodic_nll_samples,
+  )
 
 
 def _restore(exp: Experiment, ckpt: checkpoint_lib.Checkpointer, step: int):
@@ -287,9 +339,10 @@ def _restore(exp: Experiment, ckpt: checkpoint_lib.Checkpointer, step: int):
     saved = ckpt.restore_config(step)
     changed = _diff(saved.to_dict(), json.loads(exp.config.to_json_best_effort()))
     raise RuntimeError(
-        f"cannot restore checkpoint {step} in {ckpt.directory} with this config; "
-        f"fields that differ from the saved config: {changed or 'none'}. "
-        "Use a fresh --workdir or the saved config.") from e
+      f"cannot restore checkpoint {step} in {ckpt.directory} with this config; "
+      f"fields that differ from the saved config: {changed or 'none'}. "
+      "Use a fresh --workdir or the saved config."
+    ) from e
 
 
 def _diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -310,14 +363,18 @@ def _write_config(workdir: pathlib.Path, cfg: ml_collections.ConfigDict) -> None
 
 
 def _nonfinite_message(step: int, last_saved: int, workdir: pathlib.Path) -> str:
-  return (f"non-finite values at step {step}; the last good checkpoint (step "
-          f"{last_saved}) in {workdir / 'checkpoints'} is kept. Lower "
-          "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm.")
+  return (
+    f"non-finite values at step {step}; the last good checkpoint (step "
+    f"{last_saved}) in {workdir / 'checkpoints'} is kept. Lower "
+    "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm."
+  )
 
 
-def _check_finite(summary: dict[str, float], step: int, last_saved: int,
-                  workdir: pathlib.Path) -> None:
+def _check_finite(
+  summary: dict[str, float], step: int, last_saved: int, workdir: pathlib.Path
+) -> None:
   bad = [k for k, v in summary.items() if not np.isfinite(v)]
   if bad:
-    raise FloatingPointError(_nonfinite_message(step, last_saved, workdir)
-                             + f" Non-finite: {', '.join(bad)}.")
+    raise FloatingPointError(
+      _nonfinite_message(step, last_saved, workdir) + f" Non-finite: {', '.join(bad)}."
+    )

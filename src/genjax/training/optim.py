@@ -26,32 +26,34 @@ def make_schedule(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Sched
   if name == "constant":
     if warmup:
       return optax.join_schedules(
-          [optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)],
-          [warmup])
+        [optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup]
+      )
     return optax.constant_schedule(lr)
   if name in ("cosine", "warmup_cosine"):
     return optax.warmup_cosine_decay_schedule(
-        0.0 if warmup else lr, lr, warmup, max(num_steps, warmup + 1), end)
+      0.0 if warmup else lr, lr, warmup, max(num_steps, warmup + 1), end
+    )
   if name == "linear":
     return optax.join_schedules(
-        [optax.linear_schedule(0.0, lr, warmup),
-         optax.linear_schedule(lr, end, max(num_steps - warmup, 1))], [warmup])
+      [
+        optax.linear_schedule(0.0, lr, warmup),
+        optax.linear_schedule(lr, end, max(num_steps - warmup, 1)),
+      ],
+      [warmup],
+    )
   if name == "exponential":
-    return optax.exponential_decay(lr, num_steps, opt.decay_rate,
-                                   end_value=end if end else None)
+    return optax.exponential_decay(lr, num_steps, opt.decay_rate, end_value=end if end else None)
   raise ValueError(f"config.optimizer.schedule={name!r}; allowed: {SCHEDULES}")
 
 
-def make_optimizer(opt: ml_collections.ConfigDict,
-                   num_steps: int) -> optax.GradientTransformation:
+def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
   """Optax optimizer named by ``opt.name`` with optional global-norm clipping."""
   schedule = make_schedule(opt, num_steps)
   name = opt.name
   if name == "adam":
     tx = optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps)
   elif name == "adamw":
-    tx = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps,
-                     weight_decay=opt.weight_decay)
+    tx = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
   elif name == "sgd":
     tx = optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov)
   elif name == "rmsprop":

@@ -12,7 +12,8 @@ from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 AXIS = "data"
 MODES = ("shard_map", "pmap")
@@ -32,14 +33,12 @@ class DataParallel:
       raise ValueError(f"config.train.parallel={mode!r}; allowed: {MODES}")
     self.mode = mode
     self.devices = list(devices) if devices is not None else jax.devices()
-    self.local_devices = [d for d in self.devices
-                          if d.process_index == jax.process_index()]
+    self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
     self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
     self._replicated = NamedSharding(self.mesh, P())
     self._sharded = NamedSharding(self.mesh, P(AXIS))
     # pmap takes arrays stacked along a leading axis of local devices.
-    self._stacked = NamedSharding(Mesh(np.asarray(self.local_devices), (AXIS,)),
-                                  P(AXIS))
+    self._stacked = NamedSharding(Mesh(np.asarray(self.local_devices), (AXIS,)), P(AXIS))
 
   @property
   def num_devices(self) -> int:
@@ -55,10 +54,10 @@ class DataParallel:
     """
     donate = (0,) if donate_first else ()
     if self.mode == "pmap":
-      return jax.pmap(fn, axis_name=AXIS, devices=self.local_devices,
-                      donate_argnums=donate)
-    mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P(AXIS)),
-                           out_specs=P(), check_vma=False)
+      return jax.pmap(fn, axis_name=AXIS, devices=self.local_devices, donate_argnums=donate)
+    mapped = jax.shard_map(
+      fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P(), check_vma=False
+    )
     return jax.jit(mapped, donate_argnums=donate)
 
   def put_replicated(self, tree):
@@ -66,8 +65,8 @@ class DataParallel:
     if self.mode == "pmap":
       n = len(self.local_devices)
       return jax.device_put(
-          jax.tree.map(lambda x: np.stack([np.asarray(x)] * n), tree),
-          self._stacked)
+        jax.tree.map(lambda x: np.stack([np.asarray(x)] * n), tree), self._stacked
+      )
     return jax.device_put(tree, self._replicated)
 
   def get_replicated(self, tree):
@@ -85,10 +84,8 @@ class DataParallel:
     """
     n = len(self.local_devices)
     if self.mode == "pmap":
-      return jax.device_put(jax.tree.map(lambda x: _split(x, n), batch),
-                            self._stacked)
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(self._sharded, x), batch)
+      return jax.device_put(jax.tree.map(lambda x: _split(x, n), batch), self._stacked)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(self._sharded, x), batch)
 
 
 def _split(x: np.ndarray, n: int) -> np.ndarray:

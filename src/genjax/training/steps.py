@@ -26,8 +26,9 @@ def stream_key(seed: int, stream: int) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), stream)
 
 
-def prepare_batch(batch: dict[str, jax.Array], keys: jax.Array,
-                  preprocess: str) -> dict[str, jax.Array]:
+def prepare_batch(
+  batch: dict[str, jax.Array], keys: jax.Array, preprocess: str
+) -> dict[str, jax.Array]:
   """Turns a stored batch into model inputs ``{"x": float, "label": int32}``.
 
   Images travel host→device as uint8 and are converted here, on device.
@@ -50,8 +51,7 @@ def make_train_step(family, *, seed: int, preprocess: str) -> Callable:
   train_key = stream_key(seed, TRAIN_STREAM)
 
   def train_step(state, batch):
-    keys = genjax_random.example_keys(
-        jax.random.fold_in(train_key, state.step), batch["index"])
+    keys = genjax_random.example_keys(jax.random.fold_in(train_key, state.step), batch["index"])
     data_keys, model_keys = genjax_random.split(keys, 2)
     inputs = prepare_batch(batch, data_keys, preprocess)
     return family.train_step(state, inputs, model_keys)
@@ -59,8 +59,7 @@ def make_train_step(family, *, seed: int, preprocess: str) -> Callable:
   return train_step
 
 
-def make_eval_step(family, *, seed: int, preprocess: str,
-                   num_samples: int) -> Callable:
+def make_eval_step(family, *, seed: int, preprocess: str, num_samples: int) -> Callable:
   """Returns ``eval_step(params, batch) -> (sums, count)`` for one device.
 
   The eval keys do not depend on the training step, so the same test examples

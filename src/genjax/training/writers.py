@@ -26,8 +26,11 @@ class JsonlWriter(metric_writers.MetricWriter):
     """Drops records after ``step`` (a resumed run replays those steps)."""
     if not self.path.exists():
       return
-    kept = [line for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step]
+    kept = [
+      line
+      for line in self.path.read_text().splitlines()
+      if line.strip() and json.loads(line)["step"] <= step
+    ]
     self.path.write_text("".join(line + "\n" for line in kept))
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
@@ -85,6 +88,7 @@ def create_writer(workdir: str | pathlib.Path, resume_step: int = 0):
 def configure_logging() -> None:
   """genjax's own messages at INFO; library chatter (Orbax, absl) at WARNING."""
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+
   absl_logging.set_verbosity(absl_logging.WARNING)
   logger = logging.getLogger("genjax")
   if not logger.handlers:

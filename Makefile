@@ -1,0 +1,36 @@
+# genjax: make install | test | train | bench | eval WORKDIR=... | clean
+VENV      ?= .venv
+PYTHON    ?= python3
+PY        := $(VENV)/bin/python
+# Raw MNIST / Fashion-MNIST files for offline tfds preparation (a manual dir).
+SHARED    ?= $(abspath ../shared/data)
+export GENJAX_MANUAL_DIR ?= $(if $(wildcard $(SHARED)),$(SHARED),)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+CONFIG    ?= experiments/configs/vae_digits.py
+WORKDIR   ?= runs/$(basename $(notdir $(CONFIG)))
+
+.PHONY: install test test-fast train eval bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $@
+
+# 8 virtual CPU devices so the data-parallel paths run on one CPU.
+test: install
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -q -n 2 --durations=15 tests
+
+train: install
+	$(PY) -m genjax.main --config=$(CONFIG) --workdir=$(WORKDIR)
+
+eval: install
+	$(PY) -m genjax.evaluate --workdir=$(WORKDIR)
+
+bench: install
+	$(PY) benchmarks/bench.py
+
+clean:
+	rm -rf runs bench_results .pytest_cache
