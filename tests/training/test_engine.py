@@ -1,0 +1,111 @@
+"""Engine behaviour: optimizers, checkpoints kept, NaN guard, restore errors, eval masking."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from genjax import config as config_lib
+from genjax.training import checkpoint as checkpoint_lib
+from genjax.training import loop, optim, writers
+
+
+def _tiny(**overrides):
+  c = config_lib.defaults()
+  c.data.name = "digits"
+  c.model.hidden_sizes = (16,)
+  c.model.latent_dim = 2
+  c.train.batch_size = 16
+  c.train.num_steps = 6
+  c.train.log_every = 2
+  c.train.eval_every = 0
+  c.train.checkpoint_every = 2
+  c.train.progress_bar = False
+  c.eval.batch_size = 16
+  c.eval.periodic_examples = 16
+  c.eval.periodic_nll_samples = 2
+  c.eval.num_images = 8
+  for field, value in overrides.items():
+    section, name = field.split("__")
+    c[section][name] = value
+  return c
+
+
+@pytest.mark.parametrize(
+  "schedule, checks",
+  [
+    ("constant", {0: 0.0, 10: 1.0, 50: 1.0, 100: 1.0}),  # 10 warm-up steps from 0
+    ("cosine", {0: 0.0, 10: 1.0, 55: 0.55, 100: 0.1}),  # half-way: (1 + 0.1) / 2
+    ("linear", {0: 0.0, 10: 1.0, 55: 0.55, 100: 0.1}),
+  ],
+)
+def test_schedules_hit_their_anchor_points(schedule, checks):
+  c = config_lib.defaults().optimizer
+  c.learning_rate, c.schedule, c.warmup_steps, c.end_lr_factor = 1.0, schedule, 10, 0.1
+  fn = optim.make_schedule(c, num_steps=100)
+  for step, want in checks.items():
+    assert float(fn(step)) == pytest.approx(want, abs=1e-6), (schedule, step)
+
+
+def test_gradient_clipping_bounds_the_update():
+  c = config_lib.defaults().optimizer
+  c.name, c.learning_rate, c.grad_clip_norm = "sgd", 1.0, 0.5
+  tx = optim.make_optimizer(c, num_steps=10)
+  grads = {"w": jnp.asarray(np.random.default_rng(0).normal(size=(50,)) * 10, jnp.float32)}
+  updates, _ = tx.update(grads, tx.init(grads), grads)
+  assert float(optax.global_norm(updates)) == pytest.approx(0.5, rel=1e-5)
+
+
+def test_keeps_the_last_n_checkpoints_with_data_position(tmp_path):
+  loop.train_and_evaluate(_tiny(train__keep_checkpoints=2), tmp_path)
+  kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert kept == [4, 6]
+  ckpt = checkpoint_lib.Checkpointer(tmp_path / "checkpoints")
+  exp = loop.build(ckpt.restore_config())
+  state, data_state, config = ckpt.restore(exp.abstract_state())
+  assert int(state.step) == 6 and config["train"]["num_steps"] == 6
+  assert data_state["next_index"] == 6  # six batches consumed
+
+
+def test_restoring_with_an_incompatible_config_names_the_fields(tmp_path):
+  loop.train_and_evaluate(_tiny(), tmp_path)
+  with pytest.raises(RuntimeError, match=r"model.hidden_sizes: \[16\] -> \[32\]"):
+    loop.train_and_evaluate(_tiny(model__hidden_sizes=(32,), train__num_steps=8), tmp_path)
+
+
+def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = _tiny(
+    optimizer__name="sgd", optimizer__learning_rate=1e12, train__num_steps=40, train__log_every=1
+  )
+  with pytest.raises(FloatingPointError, match="last good checkpoint"):
+    loop.train_and_evaluate(config, tmp_path)
+  ckpt = checkpoint_lib.Checkpointer(tmp_path / "checkpoints")
+  if ckpt.latest_step() is not None:  # Whatever was saved is finite.
+    exp = loop.build(ckpt.restore_config())
+    state, _, _ = ckpt.restore(exp.abstract_state())
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+
+
+def test_eval_padding_and_batch_size_do_not_change_the_result(tmp_path):
+  exp = loop.build(_tiny())
+  params = exp.init_state().params
+  n = len(exp.dataset.test["label"])  # 300: not a multiple of either batch size
+  a = loop.evaluate(exp, params, num_examples=0, num_samples=3, batch_size=64)
+  b = loop.evaluate(exp, params, num_examples=0, num_samples=3, batch_size=16)
+  assert a["eval/num_examples"] == b["eval/num_examples"] == n
+  for key in ("eval/elbo", "eval/nll", "eval/kl"):
+    assert a[key] == pytest.approx(b[key], rel=1e-5)
+
+
+def test_jsonl_writer_writes_nonfinite_as_null_and_truncates(tmp_path):
+  writer = writers.JsonlWriter(tmp_path / "m.jsonl")
+  for step in (1, 2, 3):
+    writer.write_scalars(step, {"train/loss": float(step), "train/bad": math.nan})
+  writer.truncate_after(2)
+  records = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records] == [1, 2]
+  assert records[0] == {"step": 1, "train/loss": 1.0, "train/bad": None}
