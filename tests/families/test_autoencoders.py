@@ -306,8 +306,8 @@ def test_dae_denoising_picture_has_three_rows():
   # corrupted / denoised / clean rows of 16 images each.
   assert pics["denoising"].shape == _grid_size(3, 16)
   assert np.all((pics["denoising"] >= 0.0) & (pics["denoising"] <= 1.0))
-  _, ae_params = _build("ae")
-  assert "denoising" not in _build("ae")[0].family.pictures(ae_params, _batch(12), jax.random.key(0))
+  ae_exp, ae_params = _build("ae")
+  assert "denoising" not in ae_exp.family.pictures(ae_params, _batch(12), jax.random.key(0))
 
 
 # ---------------------------------------------------------------------------
@@ -317,5 +317,23 @@ def test_dae_denoising_picture_has_three_rows():
 
 def test_vae_on_points_dataset_raises_naming_the_dataset():
   c = _config("vae", (("data.name", "ring8"), ("data.preprocess", "none")))
-  with pytest.raises(ValueError, match=r"config\.data\.name='ring8'"):
+  with pytest.raises(config_lib.ConfigError, match=r"config\.data\.name='ring8'.*needs an image"):
     loop.build(c, devices=jax.devices()[:1])
+
+
+def test_conditional_dae_pictures_use_the_labels():
+  overrides = (
+    ("objective.corruption", "mask"),
+    ("objective.corruption_level", 0.5),
+    ("model.conditional", True),
+  )
+  exp, params = _build("dae", overrides)
+  grids = exp.family.pictures(params, _batch(binary=False), jax.random.key(0))
+  assert {"reconstructions", "interpolations", "denoising"} <= set(grids)
+
+
+def test_pictures_of_a_single_example_skip_interpolations():
+  exp, params = _build("vae")
+  grids = exp.family.pictures(params, _batch(n=1), jax.random.key(0))
+  assert "interpolations" not in grids and "reconstructions" in grids
+  assert all(np.isfinite(g).all() for g in grids.values())

@@ -195,6 +195,8 @@ _MIXTURES = {
   "moons": _moons,
   "swiss_roll": _swiss_roll,
 }
+# Shipped datasets of 2-D points rather than images.
+POINT_DATASETS = tuple(_MIXTURES)
 
 
 # ----------------------------------------------------------------------------

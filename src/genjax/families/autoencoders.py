@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from genjax.data import sources
 from genjax.evaluation import images as image_lib
 from genjax.families.base import DataInfo, Family, register
 from genjax.models import Autoencoder, build_autoencoder
@@ -24,6 +25,11 @@ from genjax.objectives import vae as vae_objectives
 def _model_errors(c: ml_collections.ConfigDict) -> list[str]:
   m = c.model
   errors = []
+  if c.data.name in sources.POINT_DATASETS:
+    errors.append(
+      f"config.data.name={c.data.name!r}: family {c.family!r} needs an image dataset "
+      f"(digits or a tensorflow-datasets image dataset), not 2-D points"
+    )
   if m.architecture not in ARCHITECTURES:
     errors.append(
       f"config.model.architecture={m.architecture!r}: allowed: {', '.join(ARCHITECTURES)}"
@@ -106,7 +112,8 @@ class _AutoencoderBase(Family):
     recon = self._decode_mean(params, codes, None if labels is None else labels[:n])
     pairs = jnp.stack([x[:n], recon], axis=1).reshape((2 * n,) + x.shape[1:])
     out = {"reconstructions": self._grid(pairs, nrow=16)}
-    out["interpolations"] = self._interpolations(params, codes, labels)
+    if n >= 2:
+      out["interpolations"] = self._interpolations(params, codes, labels)
     return out
 
   def _interpolations(self, params, codes, labels, rows=8, steps=10):
@@ -201,12 +208,13 @@ class AutoencoderFamily(_AutoencoderBase):
   def pictures(self, params, batch, key):
     out = super().pictures(params, batch, key)
     if self.corruption != "none":
-      x = batch["x"][:16]
+      x, labels = batch["x"][:16], self._labels(batch)
+      labels = None if labels is None else labels[:16]
       keys = jax.random.split(key, x.shape[0])
       x_tilde = ae_objectives.corrupt(self.corruption, keys, x, self.level)
-      codes = jax.jit(self.code)(params, x_tilde)
-      rows = jnp.concatenate([x_tilde, self._decode_mean(params, codes), x])
-      out["denoising"] = self._grid(rows, nrow=16)  # corrupted / denoised / clean
+      codes = jax.jit(self.code)(params, x_tilde, labels)
+      rows = jnp.concatenate([x_tilde, self._decode_mean(params, codes, labels), x])
+      out["denoising"] = self._grid(rows, nrow=x.shape[0])  # corrupted / denoised / clean
     return out
 
 

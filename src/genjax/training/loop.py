@@ -166,6 +166,8 @@ def save_pictures(
   """Draws the family's pictures to ``workdir/images`` (and TensorBoard)."""
   cfg = exp.config
   n = min(cfg.eval.num_images, len(exp.dataset.test["label"]))
+  if n == 0:
+    return []
   batch = {k: v[:n] for k, v in exp.dataset.test.items()}
   batch["index"] = np.arange(n, dtype=np.int32)
   key = steps.stream_key(cfg.seed, steps.PICTURE_STREAM)
