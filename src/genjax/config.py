@@ -206,14 +206,9 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
 def _check_dataset(errors, name):
   if name in sources.SHIPPED_DATASETS:
     return
-  if not _is_tfds_name(name):
+  if not sources.is_tfds_name(name):
     errors.append(
       f"config.data.name={name!r}: allowed: a shipped dataset "
       f"({', '.join(sources.SHIPPED_DATASETS)}) or a tensorflow-datasets name"
     )
 
-
-def _is_tfds_name(name: str) -> bool:
-  import tensorflow_datasets as tfds  # Slow import; only for non-shipped names.
-
-  return name.split(":")[0].split("/")[0] in tfds.list_builders()

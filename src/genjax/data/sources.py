@@ -203,12 +203,19 @@ POINT_DATASETS = tuple(_MIXTURES)
 # tensorflow-datasets.
 
 
-def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
+def is_tfds_name(name: str) -> bool:
+  """Whether ``name`` (optionally ``name/config:version``) is a tfds builder."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   # Community datasets excluded: listing them imports TensorFlow (~7 s).
   known = tfds.list_builders(with_community_datasets=False)
-  if name.split(":")[0].split("/")[0] not in known:
+  return name.split(":")[0].split("/")[0] in known
+
+
+def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  if not is_tfds_name(name):
     raise ValueError(
       f"Unknown dataset {name!r}: not shipped with genjax "
       f"({', '.join(SHIPPED_DATASETS)}) and not a tensorflow-datasets "

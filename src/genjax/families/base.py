@@ -109,7 +109,7 @@ class Family:
     metrics = dict(
       metrics,
       loss=loss,
-      grad_norm=optax.global_norm(grads),
+      grad_norm=optax.tree.norm(grads),
       learning_rate=self.schedule(state.step),
     )
     new_state = state.replace(

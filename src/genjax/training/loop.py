@@ -212,12 +212,97 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
   return {f"train/{k}": float(np.mean([h[k] for h in stacked])) for k in stacked[0]}
 
 
-def _all_finite(tree) -> bool:
-  return bool(
-    jax.jit(lambda t: jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(t)])))(
-      tree
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+class _Run:
+  """The impure resources of one training run and what it does at each step."""
+
+  def __init__(self, exp: Experiment, workdir: pathlib.Path):
+    self.exp, self.workdir = exp, workdir
+    cfg, tc = exp.config, exp.config.train
+    self.ckpt = checkpoint_lib.Checkpointer(
+      workdir / "checkpoints", keep=tc.keep_checkpoints, async_save=tc.async_checkpoint
     )
-  )
+    self.data = pipeline.make_train_iterator(
+      exp.dataset.train,
+      global_batch_size=tc.batch_size,
+      seed=cfg.seed,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
+    self.start = self.ckpt.latest_step() or 0
+    if self.start:
+      state, data_state, _ = _restore(exp, self.ckpt, self.start)
+      self.data.set_state(data_state)
+    else:
+      state = exp.init_state()
+    log.info(
+      "%s: %s parameters, %d devices (%s), start at step %d of %d",
+      cfg.family,
+      f"{num_params(state.params):,}",
+      exp.parallel.num_devices,
+      tc.parallel,
+      self.start,
+      tc.num_steps,
+    )
+    _write_config(workdir, cfg)
+    self.writer = writers.create_writer(workdir, resume_step=self.start)
+    self.state = exp.parallel.put_replicated(state)  # device-resident from here on
+    self.last_saved = self.start
+    self.history, self.summary = [], {}
+    self._last_log = (self.start, time.perf_counter())
+
+  def host_state(self) -> TrainState:
+    return self.exp.parallel.get_replicated(self.state)
+
+  def log(self, step: int) -> None:
+    """Averages the metrics since the last log (one device sync) and writes them."""
+    summary = _mean_metrics(self.exp.parallel.get_replicated(self.history))
+    self.history = []
+    rate = (step - self._last_log[0]) / (time.perf_counter() - self._last_log[1])
+    self._last_log = (step, time.perf_counter())
+    summary["train/steps_per_sec"] = rate
+    summary["train/examples_per_sec"] = rate * self.exp.config.train.batch_size
+    bad = [k for k, v in summary.items() if not np.isfinite(v)]
+    if bad:
+      raise FloatingPointError(self._nonfinite(step) + f" Non-finite: {', '.join(bad)}.")
+    self.writer.write_scalars(step, summary)
+    self.summary = summary
+
+  def evaluate(self, step: int) -> dict[str, float]:
+    """Periodic evaluation and pictures with the current (EMA) parameters."""
+    state = self.host_state()
+    metrics = _periodic_eval(self.exp, state)
+    self.writer.write_scalars(step, metrics)
+    save_pictures(self.exp, eval_params(state, self.exp.config), self.workdir, step, self.writer)
+    log.info("step %d: %s; pictures in %s", step, _brief(metrics), self.workdir / "images")
+    return metrics
+
+  def checkpoint(self, step: int) -> None:
+    """Saves asynchronously, refusing to overwrite good state with NaNs."""
+    state = self.host_state()
+    if not bool(_all_finite(state.params)):
+      raise FloatingPointError(self._nonfinite(step))
+    self.ckpt.save(step, state, self.data.get_state(), self.exp.config)
+    self.last_saved = step
+
+  def _nonfinite(self, step: int) -> str:
+    return (
+      f"non-finite values at step {step}; the last good checkpoint (step "
+      f"{self.last_saved}) in {self.workdir / 'checkpoints'} is kept. Lower "
+      "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm."
+    )
+
+  def close(self) -> None:
+    self.ckpt.wait()  # A failing run still leaves its last checkpoint complete.
+    self.ckpt.close()
+
+
+def _brief(metrics: dict[str, float]) -> str:
+  return ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
 
 
 def train_and_evaluate(
@@ -232,95 +317,47 @@ def train_and_evaluate(
   Returns:
     The last logged train metrics and the final evaluation metrics.
   """
-  workdir = pathlib.Path(workdir)
   exp = build(config)
-  cfg = exp.config
-  tc = cfg.train
-  ckpt = checkpoint_lib.Checkpointer(
-    workdir / "checkpoints", keep=tc.keep_checkpoints, async_save=tc.async_checkpoint
-  )
-  train_iter = pipeline.make_train_iterator(
-    exp.dataset.train,
-    global_batch_size=tc.batch_size,
-    seed=cfg.seed,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
-  start = ckpt.latest_step()
-  if start is None:
-    state, start = exp.init_state(), 0
-  else:
-    state, data_state, _ = _restore(exp, ckpt, start)
-    train_iter.set_state(data_state)
-  log.info(
-    "%s: %s parameters, %d devices (%s), start at step %d of %d",
-    cfg.family,
-    f"{num_params(state.params):,}",
-    exp.parallel.num_devices,
-    tc.parallel,
-    start,
-    tc.num_steps,
-  )
-  _write_config(workdir, cfg)
-  writer = writers.create_writer(workdir, resume_step=start)
+  run = _Run(exp, pathlib.Path(workdir))
+  tc = exp.config.train
   train_step = exp.parallel.compile(
-    steps.make_train_step(exp.family, seed=cfg.seed, preprocess=cfg.data.preprocess),
+    steps.make_train_step(exp.family, seed=exp.config.seed, preprocess=exp.config.data.preprocess),
     donate_first=True,
   )
-  pstate = exp.parallel.put_replicated(state)
-  last_saved, summary, history = start, {}, []
-  last_log = (start, time.perf_counter())
+  show = tc.progress_bar and sys.stderr.isatty()
   bar = tqdm.tqdm(
     total=tc.num_steps,
-    initial=start,
-    desc=cfg.family,
+    initial=run.start,
+    desc=exp.config.family,
     unit="step",
-    disable=not (tc.progress_bar and sys.stderr.isatty()),
+    disable=not show,
     dynamic_ncols=True,
   )
   try:
     with _Preemption() as preemption:
-      for step in range(start + 1, tc.num_steps + 1):
-        pstate, metrics = train_step(pstate, exp.parallel.put_batch(next(train_iter)))
-        history.append(metrics)
+      for step in range(run.start + 1, tc.num_steps + 1):
+        run.state, metrics = train_step(run.state, exp.parallel.put_batch(next(run.data)))
+        run.history.append(metrics)
         bar.update(1)
-        if step % tc.log_every == 0 or step == tc.num_steps:
-          summary = _mean_metrics(exp.parallel.get_replicated(history))
-          history = []
-          rate = (step - last_log[0]) / (time.perf_counter() - last_log[1])
-          summary.update(
-            {"train/steps_per_sec": rate, "train/examples_per_sec": rate * tc.batch_size}
-          )
-          last_log = (step, time.perf_counter())
-          _check_finite(summary, step, last_saved, workdir)
-          writer.write_scalars(step, summary)
-          bar.set_postfix(loss=f"{summary['train/loss']:.4g}")
-        if tc.eval_every and step % tc.eval_every == 0 and step != tc.num_steps:
-          state = exp.parallel.get_replicated(pstate)
-          writer.write_scalars(step, _periodic_eval(exp, state))
-          save_pictures(exp, eval_params(state, cfg), workdir, step, writer)
-        if step % tc.checkpoint_every == 0 or step == tc.num_steps or preemption.requested:
-          state = exp.parallel.get_replicated(pstate)
-          if not _all_finite(state.params):
-            raise FloatingPointError(_nonfinite_message(step, last_saved, workdir))
-          ckpt.save(step, state, train_iter.get_state(), cfg)
-          last_saved = step
+        last = step == tc.num_steps
+        if step % tc.log_every == 0 or last:
+          run.log(step)
+          bar.set_postfix(loss=f"{run.summary['train/loss']:.4g}")
+        if tc.eval_every and step % tc.eval_every == 0 and not last:
+          run.evaluate(step)
+        if step % tc.checkpoint_every == 0 or last or preemption.requested:
+          run.checkpoint(step)
         if preemption.requested:
           log.warning("SIGTERM: saved step %d in %s; rerun to resume", step, workdir)
           break
   finally:
     bar.close()
-    ckpt.wait()  # A failing run still leaves its last checkpoint complete.
-    ckpt.close()
-  state = exp.parallel.get_replicated(pstate)
-  if last_saved == tc.num_steps:
-    final = _periodic_eval(exp, state)
-    writer.write_scalars(tc.num_steps, final)
-    paths = save_pictures(exp, eval_params(state, cfg), workdir, tc.num_steps, writer)
-    summary.update(final)
-    log.info("pictures: %s", ", ".join(str(p) for p in paths))
-  writer.flush()
-  writer.close()
+    run.close()
+  summary = dict(run.summary)
+  if run.last_saved == tc.num_steps:
+    summary.update(run.evaluate(tc.num_steps))
+  run.writer.flush()
+  run.writer.close()
   return summary
 
 
@@ -362,21 +399,3 @@ def _write_config(workdir: pathlib.Path, cfg: ml_collections.ConfigDict) -> None
   if jax.process_index() == 0:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
-
-
-def _nonfinite_message(step: int, last_saved: int, workdir: pathlib.Path) -> str:
-  return (
-    f"non-finite values at step {step}; the last good checkpoint (step "
-    f"{last_saved}) in {workdir / 'checkpoints'} is kept. Lower "
-    "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm."
-  )
-
-
-def _check_finite(
-  summary: dict[str, float], step: int, last_saved: int, workdir: pathlib.Path
-) -> None:
-  bad = [k for k, v in summary.items() if not np.isfinite(v)]
-  if bad:
-    raise FloatingPointError(
-      _nonfinite_message(step, last_saved, workdir) + f" Non-finite: {', '.join(bad)}."
-    )
