@@ -12,7 +12,9 @@ Two families:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import socket
 import tempfile
@@ -225,7 +227,11 @@ def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
   manual_dir = _resolve_manual_dir(name, manual_dir)
   builder = tfds.builder(name, data_dir=data_dir)
   if not builder.is_prepared():
-    _prepare(builder, name, manual_dir)
+    # Several runs or test workers may start on an unprepared dataset at once.
+    with _file_lock(os.path.join(builder.data_dir_root, f".genjax-{builder.name}.lock")):
+      builder = tfds.builder(name, data_dir=data_dir)
+      if not builder.is_prepared():
+        _prepare(builder, name, manual_dir)
   features = builder.info.features
   if "image" not in features:
     raise ValueError(f"tfds dataset {name!r} has no 'image' feature.")
@@ -247,6 +253,18 @@ def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
     num_classes=features["label"].num_classes if has_label else 1,
     shape=tuple(train["image"].shape[1:]),
   )
+
+
+@contextlib.contextmanager
+def _file_lock(path: str):
+  """An exclusive lock between processes (POSIX ``flock``) on ``path``."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _resolve_manual_dir(name: str, manual_dir: str | None) -> str | None:
