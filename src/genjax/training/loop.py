@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from genjax import config as config_lib
 from genjax.data import pipeline, sources
@@ -334,7 +335,8 @@ def train_and_evaluate(
     dynamic_ncols=True,
   )
   try:
-    with _Preemption() as preemption:
+    # Log lines go through tqdm so they do not break the progress bar.
+    with _Preemption() as preemption, logging_redirect_tqdm(loggers=[log]):
       for step in range(run.start + 1, tc.num_steps + 1):
         run.state, metrics = train_step(run.state, exp.parallel.put_batch(next(run.data)))
         run.history.append(metrics)
