@@ -107,3 +107,24 @@ def test_launcher_rejects_a_misspelt_override(tmp_path):
   result = _launch("--config.train.batchsize=32", tmp_path=tmp_path)
   assert result.returncode != 0
   assert "batchsize" in result.stderr
+
+
+def test_launcher_reports_a_missing_dataset_with_instructions(tmp_path, monkeypatch):
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "empty_tfds"))
+  result = _launch(
+    "--config.data.name=fashion_mnist",
+    f"--config.data.manual_dir={tmp_path / 'no_raw_files_here'}",
+    tmp_path=tmp_path,
+  )
+  assert result.returncode == 2
+  assert "fashion_mnist" in result.stderr and "GENJAX_MANUAL_DIR" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_conv_model_on_an_incompatible_image_size_is_a_config_error(tmp_path):
+  # digits are 8x8: three stride-2 stages need sizes divisible by 8 -> fine; four do not.
+  result = _launch(
+    "--config.model.architecture=conv", "--config.model.conv_channels=(8,8,8,8)", tmp_path=tmp_path
+  )
+  assert result.returncode == 2
+  assert "(8, 8, 1)" in result.stderr and "Traceback" not in result.stderr

@@ -211,4 +211,3 @@ def _check_dataset(errors, name):
       f"config.data.name={name!r}: allowed: a shipped dataset "
       f"({', '.join(sources.SHIPPED_DATASETS)}) or a tensorflow-datasets name"
     )
-

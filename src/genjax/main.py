@@ -26,7 +26,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from genjax import config as config_lib  # Import after flags parse (fast --help).
-  from genjax.training import loop, writers
+  from genjax.training import checkpoint, loop, writers
 
   writers.configure_logging()
   config = _CONFIG.value
@@ -34,7 +34,7 @@ def main(argv):
     jax.distributed.initialize()
   try:
     summary = loop.train_and_evaluate(config, _WORKDIR.value)
-  except config_lib.ConfigError as e:
+  except (config_lib.ConfigError, FileNotFoundError, checkpoint.CheckpointMismatchError) as e:
     print(f"genjax: {e}", file=sys.stderr)
     sys.exit(2)
   print(json.dumps(summary, indent=1, sort_keys=True))

@@ -73,7 +73,9 @@ def test_keeps_the_last_n_checkpoints_with_data_position(tmp_path):
 
 def test_restoring_with_an_incompatible_config_names_the_fields(tmp_path):
   loop.train_and_evaluate(_tiny(), tmp_path)
-  with pytest.raises(RuntimeError, match=r"model.hidden_sizes: \[16\] -> \[32\]"):
+  with pytest.raises(
+    checkpoint_lib.CheckpointMismatchError, match=r"model.hidden_sizes: \[16\] -> \[32\]"
+  ):
     loop.train_and_evaluate(_tiny(model__hidden_sizes=(32,), train__num_steps=8), tmp_path)
 
 

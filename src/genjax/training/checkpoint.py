@@ -11,6 +11,10 @@ import orbax.checkpoint as ocp
 ITEMS = ("state", "data", "config")
 
 
+class CheckpointMismatchError(RuntimeError):
+  """A checkpoint's state does not fit the current config."""
+
+
 class Checkpointer:
   """Saves and restores ``(state, data iterator state, config)`` together.
 

@@ -108,7 +108,10 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
     modes=dataset.modes,
     mode_std=dataset.mode_std,
   )
-  family = FAMILIES[config.family](config, info)
+  try:
+    family = FAMILIES[config.family](config, info)
+  except ValueError as e:  # Model/data mismatches only visible with the data's shape.
+    raise config_lib.ConfigError(f"invalid config for dataset {dataset.name!r}: {e}") from e
   return Experiment(config, dataset, family, parallel)
 
 
@@ -379,7 +382,7 @@ def _restore(exp: Experiment, ckpt: checkpoint_lib.Checkpointer, step: int):
   except Exception as e:  # Orbax raises several types for a structure mismatch.
     saved = ckpt.restore_config(step)
     changed = _diff(saved.to_dict(), json.loads(exp.config.to_json_best_effort()))
-    raise RuntimeError(
+    raise checkpoint_lib.CheckpointMismatchError(
       f"cannot restore checkpoint {step} in {ckpt.directory} with this config; "
       f"fields that differ from the saved config: {changed or 'none'}. "
       "Use a fresh --workdir or the saved config."
