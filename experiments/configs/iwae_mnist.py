@@ -15,6 +15,6 @@ def get_config():
   c = genjax_config.load_sibling(__file__, "vae_mnist").get_config()
   c.family = "iwae"
   c.objective.num_samples = 5
-  c.train.num_steps = 20_000
-  c.train.eval_every = 10_000
+  c.train.num_steps = 10_000
+  c.train.eval_every = 5_000
   return c

@@ -18,8 +18,9 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.load_sibling(__file__, "vae_fashion_mnist").get_config()
   c.model.architecture = "conv"
-  c.model.conv_channels = (32, 64)
+  c.model.conv_channels = (16, 32)
   c.model.hidden_sizes = (256,)
-  c.train.num_steps = 10_000
-  c.train.eval_every = 5_000
+  c.train.batch_size = 64
+  c.train.num_steps = 6_000
+  c.train.eval_every = 3_000
   return c
