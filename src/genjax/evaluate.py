@@ -58,7 +58,8 @@ def evaluate_workdir(
     progress=progress,
   )
   metrics["step"] = step
-  metrics["eval/num_samples"] = num_samples or ec.nll_samples
+  if "eval/nll" in metrics:  # Only likelihood estimates use importance samples.
+    metrics["eval/num_samples"] = num_samples or ec.nll_samples
   return metrics
 
 
