@@ -3,6 +3,8 @@
 import os
 import pathlib
 
+import pytest
+
 # Must happen before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -14,3 +16,23 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("TFDS_DATA_DIR", str(REPO / ".cache" / "tensorflow_datasets"))
 if SHARED_DATA.is_dir():
   os.environ.setdefault("GENJAX_MANUAL_DIR", str(SHARED_DATA))
+
+
+def shrink(config, num_steps=2):
+  """Turns any config into a seconds-long run: small batches, tiny evaluation."""
+  c = config
+  c.train.num_steps = num_steps
+  c.train.batch_size = 16
+  c.train.log_every = 1
+  c.train.checkpoint_every = num_steps
+  c.train.progress_bar = False
+  c.eval.batch_size = 16
+  c.eval.periodic_examples = 16
+  c.eval.periodic_nll_samples = 2
+  c.eval.num_images = 16
+  return c
+
+
+@pytest.fixture(name="shrink")
+def _shrink_fixture():
+  return shrink

@@ -15,23 +15,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "experiments" / "configs").glob("*.py"))
 
 
-def _two_step(config):
-  c = config
-  c.train.num_steps = 2
-  c.train.batch_size = 16
-  c.train.log_every = 1
-  c.train.checkpoint_every = 2
-  c.train.progress_bar = False
-  c.eval.batch_size = 16
-  c.eval.periodic_examples = 16
-  c.eval.periodic_nll_samples = 2
-  c.eval.num_images = 16
-  return c
-
-
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_config_runs_two_steps_end_to_end(path, tmp_path):
-  config = _two_step(config_lib.load_config(path))
+def test_config_runs_two_steps_end_to_end(path, tmp_path, shrink):
+  config = shrink(config_lib.load_config(path))
   summary = loop.train_and_evaluate(config, tmp_path)
   assert math.isfinite(summary["train/loss"])
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

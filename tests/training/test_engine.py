@@ -14,25 +14,23 @@ from genjax.training import checkpoint as checkpoint_lib
 from genjax.training import loop, optim, writers
 
 
-def _tiny(**overrides):
-  c = config_lib.defaults()
-  c.data.name = "digits"
-  c.model.hidden_sizes = (16,)
-  c.model.latent_dim = 2
-  c.train.batch_size = 16
-  c.train.num_steps = 6
-  c.train.log_every = 2
-  c.train.eval_every = 0
-  c.train.checkpoint_every = 2
-  c.train.progress_bar = False
-  c.eval.batch_size = 16
-  c.eval.periodic_examples = 16
-  c.eval.periodic_nll_samples = 2
-  c.eval.num_images = 8
-  for field, value in overrides.items():
-    section, name = field.split("__")
-    c[section][name] = value
-  return c
+@pytest.fixture(name="tiny")
+def _tiny_fixture(shrink):
+  """A factory of 6-step digits configs; ``section__field=value`` overrides."""
+
+  def tiny(**overrides):
+    c = shrink(config_lib.defaults(), num_steps=6)
+    c.model.hidden_sizes = (16,)
+    c.model.latent_dim = 2
+    c.train.log_every = 2
+    c.train.checkpoint_every = 2
+    c.train.eval_every = 0
+    for field, value in overrides.items():
+      section, name = field.split("__")
+      c[section][name] = value
+    return c
+
+  return tiny
 
 
 @pytest.mark.parametrize(
@@ -60,8 +58,8 @@ def test_gradient_clipping_bounds_the_update():
   assert float(optax.tree.norm(updates)) == pytest.approx(0.5, rel=1e-5)
 
 
-def test_keeps_the_last_n_checkpoints_with_data_position(tmp_path):
-  loop.train_and_evaluate(_tiny(train__keep_checkpoints=2), tmp_path)
+def test_keeps_the_last_n_checkpoints_with_data_position(tmp_path, tiny):
+  loop.train_and_evaluate(tiny(train__keep_checkpoints=2), tmp_path)
   kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert kept == [4, 6]
   ckpt = checkpoint_lib.Checkpointer(tmp_path / "checkpoints")
@@ -71,16 +69,16 @@ def test_keeps_the_last_n_checkpoints_with_data_position(tmp_path):
   assert data_state["next_index"] == 6  # six batches consumed
 
 
-def test_restoring_with_an_incompatible_config_names_the_fields(tmp_path):
-  loop.train_and_evaluate(_tiny(), tmp_path)
+def test_restoring_with_an_incompatible_config_names_the_fields(tmp_path, tiny):
+  loop.train_and_evaluate(tiny(), tmp_path)
   with pytest.raises(
     checkpoint_lib.CheckpointMismatchError, match=r"model.hidden_sizes: \[16\] -> \[32\]"
   ):
-    loop.train_and_evaluate(_tiny(model__hidden_sizes=(32,), train__num_steps=8), tmp_path)
+    loop.train_and_evaluate(tiny(model__hidden_sizes=(32,), train__num_steps=8), tmp_path)
 
 
-def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-  config = _tiny(
+def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny):
+  config = tiny(
     optimizer__name="sgd", optimizer__learning_rate=1e12, train__num_steps=40, train__log_every=1
   )
   with pytest.raises(FloatingPointError, match="last good checkpoint"):
@@ -92,8 +90,8 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
 
 
-def test_eval_padding_and_batch_size_do_not_change_the_result(tmp_path):
-  exp = loop.build(_tiny())
+def test_eval_padding_and_batch_size_do_not_change_the_result(tmp_path, tiny):
+  exp = loop.build(tiny())
   params = exp.init_state().params
   n = len(exp.dataset.test["label"])  # 300: not a multiple of either batch size
   a = loop.evaluate(exp, params, num_examples=0, num_samples=3, batch_size=64)
