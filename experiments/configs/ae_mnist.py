@@ -3,8 +3,10 @@
 Command:
   python -m genjax.main --config=experiments/configs/ae_mnist.py --workdir=runs/ae_mnist
 
-Expected runtime: TBD.
-Measured: TBD.
+Expected runtime: 2.8 min for 10k steps on 2 CPU cores (62 steps/s while sharing
+  the CPU with another run; about 120 steps/s alone).
+Measured: test (all 10k, ``genjax.evaluate``) eval/recon = 58.53 nats of BCE per
+  image, eval/mse = 0.00456 per pixel, after 10k steps (21 epochs).
 """
 
 from genjax import config as genjax_config

@@ -7,8 +7,10 @@ the traversal picture shows the effect per latent dimension.
 Command:
   python -m genjax.main --config=experiments/configs/beta_vae_mnist.py --workdir=runs/beta_vae_mnist
 
-Expected runtime: TBD.
-Measured: TBD.
+Expected runtime: 5.9 min for 20k steps on 2 CPU cores (shared with another run).
+Measured: test (all 10k, k=1000) eval/elbo = -107.83, eval/kl = 10.31,
+  eval/recon = 97.52, eval/nll = 96.96 nats after 20k steps (43 epochs); compare
+  vae_mnist (β = 1): lower KL, higher reconstruction error, as β-VAE trades them.
 """
 
 from genjax import config as genjax_config
