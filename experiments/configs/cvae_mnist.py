@@ -5,8 +5,9 @@
 Command:
   python -m genjax.main --config=experiments/configs/cvae_mnist.py --workdir=runs/cvae_mnist
 
-Expected runtime: TBD.
-Measured: TBD.
+Expected runtime: 6.1 min for 20k steps on 2 CPU cores (shared with another run).
+Measured: test (all 10k, k=1000) conditional NLL -log p(x|y) = 85.48 nats,
+  eval/elbo = -89.28, eval/kl = 20.63, after 20k steps (43 epochs).
 """
 
 from genjax import config as genjax_config

@@ -78,7 +78,7 @@ def uninterrupted(tmp_path_factory):
   return workdir
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, sig):
   workdir = tmp_path / "interrupted"
   proc = subprocess.Popen(
