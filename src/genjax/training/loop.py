@@ -170,7 +170,7 @@ def save_pictures(
   """Draws the family's pictures to ``workdir/images`` (and TensorBoard)."""
   cfg = exp.config
   n = min(cfg.eval.num_images, len(exp.dataset.test["label"]))
-  if n == 0:
+  if n == 0 or jax.process_index() != 0:  # One writer on a multi-host run.
     return []
   batch = {k: v[:n] for k, v in exp.dataset.test.items()}
   batch["index"] = np.arange(n, dtype=np.int32)
