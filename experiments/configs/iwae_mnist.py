@@ -4,8 +4,12 @@ Command:
   python -m genjax.main --config=experiments/configs/iwae_mnist.py --workdir=runs/iwae_mnist
   python -m genjax.evaluate --workdir=runs/iwae_mnist --num_samples=5000
 
-Expected runtime: TBD.
-Measured: TBD.
+Expected runtime: 7.7 min for 10k steps on 2 CPU cores (32 steps/s while sharing
+  the CPU with another run; about 39 steps/s alone per ``make bench``: each step
+  decodes k = 5 samples per image).
+Measured: test (all 10k, k=1000) NLL 89.43 nats, ELBO -96.61, KL 23.05 after
+  10k steps (21 epochs). The IWAE-trained model has a looser ELBO than its NLL
+  suggests (gap 7.2 nats vs 4.4 for vae_mnist), as Burda et al. report.
 """
 
 from genjax import config as genjax_config
