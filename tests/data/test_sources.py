@@ -1,6 +1,7 @@
 """Tests for genjax.data.sources."""
 
 import os
+import pathlib
 import time
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 from genjax.data import sources
 from genjax.data.sources import DatasetNotFoundError, load_dataset
 
-RAW_ROOT = "/work/shared/data"
+# The raw MNIST / Fashion-MNIST files sit in ../shared/data beside the checkout.
+RAW_ROOT = str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "data")
 MNIST_RAW = os.path.join(RAW_ROOT, "mnist")
 MNIST_FILES = (
   "train-images-idx3-ubyte.gz",
@@ -17,8 +19,10 @@ MNIST_FILES = (
   "t10k-images-idx3-ubyte.gz",
   "t10k-labels-idx1-ubyte.gz",
 )
+# Skipped on a machine without the raw files, but never in CI, where they must be.
 needs_raw_mnist = pytest.mark.skipif(
-  not all(os.path.exists(os.path.join(MNIST_RAW, f)) for f in MNIST_FILES),
+  not os.environ.get("CI")
+  and not all(os.path.exists(os.path.join(MNIST_RAW, f)) for f in MNIST_FILES),
   reason=f"raw MNIST files not in {MNIST_RAW}",
 )
 
@@ -122,6 +126,18 @@ def test_mnist_from_manual_dir(mnist_dir):
 
 
 @needs_raw_mnist
+def test_fashion_mnist_prepared_beside_mnist_is_not_mnist(mnist_dir):
+  # MNIST and Fashion-MNIST raw files share names; a shared tfds extraction
+  # cache once gave Fashion-MNIST the MNIST pixels. Published pixel means:
+  # MNIST 0.1307, Fashion-MNIST 0.2860 (x 255 = 33.3 and 72.9).
+  data_dir, mnist, _ = mnist_dir
+  fashion = load_dataset("fashion_mnist", data_dir=data_dir, manual_dir=RAW_ROOT)
+  assert fashion.train["image"].shape == (60_000, 28, 28, 1)
+  assert mnist.train["image"].mean() == pytest.approx(33.3, abs=0.5)
+  assert fashion.train["image"].mean() == pytest.approx(72.9, abs=0.5)
+
+
+@needs_raw_mnist
 def test_mnist_second_load_uses_cache(mnist_dir, monkeypatch):
   data_dir, first, first_s = mnist_dir
   # Env var path for the data dir; a missing manual dir is fine when cached.
@@ -131,7 +147,8 @@ def test_mnist_second_load_uses_cache(mnist_dir, monkeypatch):
   again = load_dataset("mnist")
   elapsed = time.perf_counter() - start
   assert elapsed < 2.0 and elapsed < first_s / 5
-  caches = [f for _, _, fs in os.walk(data_dir) for f in fs if f.endswith(".npz")]
+  mnist_root = os.path.join(data_dir, "mnist")
+  caches = [f for _, _, fs in os.walk(mnist_root) for f in fs if f.endswith(".npz")]
   assert sorted(caches) == ["genjax_test.npz", "genjax_train.npz"]
   np.testing.assert_array_equal(again.train["image"], first.train["image"])
   np.testing.assert_array_equal(again.test["label"], first.test["label"])

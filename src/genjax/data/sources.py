@@ -324,9 +324,17 @@ def _prepare(builder, name: str, manual_dir: str | None) -> None:
   # Check before downloading: tfds retries failed downloads for a long time.
   if not offline and not any(_host_reachable(h) for h in _url_hosts(builder)):
     raise _not_found(builder, name, manual_dir, expected, "no internet")
-  config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+  config = tfds.download.DownloadConfig(
+    manual_dir=manual_dir, force_checksums_validation=bool(expected)
+  )
+  # tfds caches extracted archives by file name under <data_dir>/downloads, and
+  # MNIST and Fashion-MNIST share file names: a shared cache silently turns the
+  # second dataset into the first. Each dataset gets its own download dir.
+  download_dir = os.path.join(builder.data_dir_root, "downloads", builder.name)
   try:
-    builder.download_and_prepare(file_format="array_record", download_config=config)
+    builder.download_and_prepare(
+      download_dir=download_dir, file_format="array_record", download_config=config
+    )
   except Exception as e:  # pylint: disable=broad-except
     raise _not_found(builder, name, manual_dir, expected, repr(e)) from e
 
