@@ -73,11 +73,18 @@ class Experiment:
 
   def init_state(self) -> TrainState:
     """Fresh parameters and optimizer state (deterministic from the seed)."""
-    key = steps.stream_key(self.config.seed, steps.INIT_STREAM)
     batch = self.example_batch()
-    keys = jax.random.split(key, len(batch["index"]))
-    inputs = steps.prepare_batch(batch, keys, self.config.data.preprocess)
-    return self.family.init_state(key, inputs)
+
+    # One compiled program: run op by op, each initializer compiles on its own
+    # (seconds per conv model on CPU).
+    @jax.jit
+    def init(batch):
+      key = steps.stream_key(self.config.seed, steps.INIT_STREAM)
+      keys = jax.random.split(key, len(batch["index"]))
+      inputs = steps.prepare_batch(batch, keys, self.config.data.preprocess)
+      return self.family.init_state(key, inputs)
+
+    return init(batch)
 
   def abstract_state(self) -> Any:
     return jax.eval_shape(self.init_state)
