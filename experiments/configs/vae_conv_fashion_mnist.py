@@ -8,8 +8,12 @@ XLA-CPU).
 Command:
   python -m genjax.main --config=experiments/configs/vae_conv_fashion_mnist.py --workdir=runs/vae_conv_fashion_mnist
 
-Expected runtime: TBD.
-Measured: TBD.
+Expected runtime: 11.5 min for 6k steps (6.4 epochs) on 2 CPU cores shared
+  with a second job; about 19 steps/s alone (``make bench``). Convolutions run
+  near 90 GFLOP/s on this CPU, so wider channels cost proportionally: (32, 64)
+  at batch 128 measured 2.8 steps/s.
+Measured: test (all 10k, k=100) NLL 1857.1 nats = 3.417 bits/dim, ELBO
+  -1882.5, KL 54.0 after 6k steps.
 """
 
 from genjax import config as genjax_config

@@ -7,8 +7,10 @@ Pixels are scaled to [-1, 1] and modelled with a 256-bin discretized logistic
 Command:
   python -m genjax.main --config=experiments/configs/vae_fashion_mnist.py --workdir=runs/vae_fashion_mnist
 
-Expected runtime: TBD.
-Measured: TBD.
+Expected runtime: 9.1 min for 20k steps on 2 CPU cores shared with a second
+  job (about 100 steps/s alone, as vae_mnist).
+Measured: test (all 10k, k=1000) NLL 1841.1 nats = 3.388 bits/dim, ELBO
+  -1869.9, KL 50.6 after 20k steps (43 epochs).
 """
 
 from genjax import config as genjax_config
