@@ -14,6 +14,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # Prepared tfds datasets are cached in the repo (git-ignored) across test runs;
 # the raw MNIST / Fashion-MNIST files come from the manual dir.
 os.environ.setdefault("TFDS_DATA_DIR", str(REPO / ".cache" / "tensorflow_datasets"))
+# Feature nets for the sample metrics are trained once and cached here too.
+os.environ.setdefault("GENJAX_CACHE_DIR", str(REPO / ".cache" / "genjax"))
 if SHARED_DATA.is_dir():
   os.environ.setdefault("GENJAX_MANUAL_DIR", str(SHARED_DATA))
 
@@ -30,6 +32,9 @@ def shrink(config, num_steps=2):
   c.eval.periodic_examples = 16
   c.eval.periodic_nll_samples = 2
   c.eval.num_images = 16
+  # Enough samples for a 128-d Fréchet distance; a feature net trained for seconds.
+  c.eval.sample_examples = c.eval.periodic_sample_examples = 160
+  c.eval.feature_net_steps = 40
   return c
 
 

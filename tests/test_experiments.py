@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from genjax import config as config_lib
+from genjax.evaluation import suite
 from genjax.training import loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -25,6 +26,11 @@ def test_config_runs_two_steps_end_to_end(path, tmp_path, shrink):
   evals = [r for r in records if any(k.startswith("eval/") for k in r)]
   assert evals and evals[-1]["eval/num_examples"] == 16
   assert all(v is not None for v in evals[-1].values())  # finite
+  for name in suite.parse_evals(config.evals):
+    if name in ("fid_lenet", "label_accuracy"):
+      assert {f"eval/{name}", f"eval/{name}_floor"} <= set(evals[-1])
+  if config.evals:
+    assert evals[-1]["eval/num_generated"] == 160
   assert (tmp_path / "checkpoints" / "2").is_dir()
   assert any((tmp_path / "tensorboard").iterdir())
   pictures = sorted(p.name for p in (tmp_path / "images").glob("*.png"))
@@ -57,6 +63,7 @@ def test_evaluate_cli_prints_test_metrics(trained_digits_vae):
       f"--workdir={trained_digits_vae}",
       "--num_samples=200",
       "--num_examples=128",
+      "--num_generated=200",
     ],
     capture_output=True,
     text=True,
@@ -75,13 +82,23 @@ def test_evaluate_cli_prints_test_metrics(trained_digits_vae):
   assert metrics["eval/kl"] > 0
   assert metrics["eval/nll"] < -metrics["eval/elbo"]
   assert json.loads((trained_digits_vae / "eval.json").read_text()) == metrics
+  # Sample metrics, each beside its floor, with the counts and the feature net stated.
+  report = metrics["report"]
+  assert metrics["eval/num_generated"] == 200 and report["num_generated"] == 200
+  assert report["reference"] == "digits test split, first 200 examples"
+  assert report["feature_nets"]["lenet"]["test_accuracy"] > 0.95
+  # 300 steps of a VAE give blurry digits: measurably worse than real ones.
+  assert metrics["eval/fid_lenet"] > metrics["eval/fid_lenet_floor"] > 0
+  assert metrics["eval/precision_lenet"] < metrics["eval/precision_lenet_floor"]
+  records = [json.loads(x) for x in (trained_digits_vae / "metrics.jsonl").read_text().splitlines()]
+  assert records[-1]["step"] == 300 and records[-1]["eval/fid_lenet"] == metrics["eval/fid_lenet"]
 
 
 def test_nll_estimate_tightens_with_more_samples(trained_digits_vae):
   from genjax.evaluate import evaluate_workdir
 
   nll = [
-    evaluate_workdir(trained_digits_vae, num_samples=k, num_examples=128)["eval/nll"]
+    evaluate_workdir(trained_digits_vae, num_samples=k, num_examples=128, evals="")["eval/nll"]
     for k in (1, 10, 100)
   ]
   assert nll[0] > nll[1] > nll[2]

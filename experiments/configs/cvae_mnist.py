@@ -19,4 +19,5 @@ def get_config():
   c.model.latent_dim = 16
   c.train.num_steps = 20_000
   c.train.eval_every = 10_000
+  c.evals += ",label_accuracy"
   return c

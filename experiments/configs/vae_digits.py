@@ -28,4 +28,5 @@ def get_config():
   c.eval.batch_size = 64
   c.eval.periodic_examples = 300
   c.eval.nll_samples = 1000
+  c.evals = "fid_lenet,kid_lenet,precision_recall_lenet,classifier_score_lenet"
   return c

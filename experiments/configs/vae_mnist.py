@@ -34,4 +34,5 @@ def get_config():
   c.train.eval_every = 20_000
   c.train.checkpoint_every = 5_000
   c.train.ema_decay = 0.999
+  c.evals = "fid_lenet,kid_lenet,precision_recall_lenet,classifier_score_lenet"
   return c

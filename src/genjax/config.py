@@ -30,6 +30,9 @@ def defaults() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.family = "vae"
   c.seed = 0
+  # Sample-quality metrics, comma-separated (see genjax.evaluation.suite.EVALS), e.g.
+  # "fid_lenet,kid_lenet,precision_recall_lenet,classifier_score_lenet,label_accuracy".
+  c.evals = ""
   c.data = dict(
     name="digits",  # shipped name, or any tensorflow-datasets name
     data_dir="",  # tfds data dir ("" = $TFDS_DATA_DIR or tfds default)
@@ -89,8 +92,35 @@ def defaults() -> ml_collections.ConfigDict:
     periodic_examples=1000,  # test examples for evaluation during training
     periodic_nll_samples=100,
     num_images=64,
+    sample_examples=10000,  # generated samples for `genjax.evaluate` (and real ones compared)
+    periodic_sample_examples=1000,  # generated samples for evaluation during training
+    feature_net_seed=0,
+    feature_net_steps=0,  # 0 = the default training recipe (tests use a few steps)
+    inception_weights="",  # FID Inception .npz for *_inception metrics ($GENJAX_INCEPTION_WEIGHTS)
   )
   return c
+
+
+def complete(saved: dict) -> ml_collections.ConfigDict:
+  """A saved config with the fields added to :func:`defaults` since it was written.
+
+  Args:
+    saved: a config as saved with a checkpoint (nested dicts).
+  """
+  c = defaults()
+  _merge(c, saved)
+  return c
+
+
+def _merge(c: ml_collections.ConfigDict, saved: dict) -> None:
+  for key, value in saved.items():
+    if isinstance(value, dict) and isinstance(c.get(key), ml_collections.ConfigDict):
+      _merge(c[key], value)
+    elif key in c:
+      # Keep the default's type where JSON lost it (tuples come back as lists).
+      c[key] = tuple(value) if isinstance(c[key], tuple) and isinstance(value, list) else value
+    else:
+      c[key] = value
 
 
 def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
@@ -141,7 +171,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     c: experiment config (see :func:`defaults`).
     num_devices: devices the global batch is split over (default: all).
   """
-  from genjax.families import FAMILIES  # Families import this module.
+  from genjax.evaluation import suite  # Both import this module.
+  from genjax.families import FAMILIES
 
   errors = []
   _check_in(errors, c, "family", sorted(FAMILIES))
@@ -162,6 +193,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     "eval.nll_chunk",
     "eval.periodic_examples",
     "eval.periodic_nll_samples",
+    "eval.sample_examples",
+    "eval.periodic_sample_examples",
   ):
     _check_positive(errors, c, field)
   for field in (
@@ -171,6 +204,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     "optimizer.grad_clip_norm",
     "optimizer.weight_decay",
     "eval.num_images",
+    "eval.feature_net_steps",
   ):
     _check_positive(errors, c, field, allow_zero=True)
   _check(
@@ -196,6 +230,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     c.eval.batch_size,
     f"must be a multiple of the {n} devices",
   )
+  errors.extend(suite.config_errors(c))
   family = FAMILIES.get(c.family)
   if family is not None:
     errors.extend(family.validate(c))

@@ -233,6 +233,8 @@ class VAEFamily(_AutoencoderBase):
   ``bits_per_dim``; ``elbo = −(recon + kl)``.
   """
 
+  can_sample = True
+
   def __init__(self, config, data):
     self.likelihood = config.model.likelihood
     self.num_decoder_params = vae_objectives.LIKELIHOOD_NUM_PARAMS[self.likelihood]
@@ -313,6 +315,10 @@ class VAEFamily(_AutoencoderBase):
       "nll": nll,
       "bits_per_dim": nll / (dims * math.log(2.0)),
     }
+
+  def sample(self, params, keys, labels):
+    z = genjax_random.normal(keys, (self.config.model.latent_dim,))
+    return self.decode_mean(params, z, labels if self.conditional else None)
 
   def pictures(self, params, batch, key):
     out = super().pictures(params, batch, key)

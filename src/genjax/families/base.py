@@ -59,6 +59,11 @@ class Family:
     data: facts about the dataset.
   """
 
+  # Whether :meth:`sample` generates new data (sample-quality metrics need it).
+  can_sample = False
+  # Whether the model takes the label (class-conditional generation).
+  conditional = False
+
   def __init__(self, config: ml_collections.ConfigDict, data: DataInfo):
     self.config = config
     self.data = data
@@ -132,6 +137,19 @@ class Family:
       num_samples: importance samples for likelihood estimates.
     """
     raise NotImplementedError
+
+  def sample(self, params, keys: jax.Array, labels: jax.Array) -> jax.Array:
+    """Generates one example per key, in data space (the model's mean where it has one).
+
+    Args:
+      params: parameters to sample with (EMA parameters where kept).
+      keys: ``[B]`` per-example keys; example ``i`` depends only on ``keys[i]``.
+      labels: ``[B]`` int32 labels asked for (ignored by unconditional models).
+
+    Returns:
+      ``x: [B, *data.shape]`` in the data range.
+    """
+    raise NotImplementedError(f"family {self.config.family!r} does not generate samples")
 
   def pictures(self, params, batch: dict[str, jax.Array], key: jax.Array) -> dict[str, np.ndarray]:
     """Named picture grids ``[H, W, C]`` in [0, 1] (host side).

@@ -8,6 +8,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from genjax import config as config_lib
+
 ITEMS = ("state", "data", "config")
 
 
@@ -73,12 +75,12 @@ class Checkpointer:
     return restored.state, restored.data, restored.config
 
   def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:
-    """The config a checkpoint was saved with."""
+    """The config a checkpoint was saved with (fields added since then at their defaults)."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
     restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    return ml_collections.ConfigDict(restored.config)
+    return config_lib.complete(restored.config)
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

@@ -27,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from genjax import config as config_lib
 from genjax.data import pipeline, sources
 from genjax.evaluation import images as image_io
+from genjax.evaluation import suite
 from genjax.families import FAMILIES, DataInfo, Family
 from genjax.training import checkpoint as checkpoint_lib
 from genjax.training import steps, writers
@@ -45,12 +46,14 @@ class Experiment:
     dataset: the in-memory dataset.
     family: the model family.
     parallel: device placement and compilation.
+    samples: the sample-quality metrics of ``config.evals`` (falsy when none).
   """
 
   config: ml_collections.ConfigDict
   dataset: sources.Dataset
   family: Family
   parallel: DataParallel
+  samples: suite.SampleEvaluator = None
   _eval_steps: dict = dataclasses.field(default_factory=dict, repr=False)
 
   def eval_step(self, num_samples: int):
@@ -119,7 +122,12 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
     family = FAMILIES[config.family](config, info)
   except ValueError as e:  # Model/data mismatches only visible with the data's shape.
     raise config_lib.ConfigError(f"invalid config for dataset {dataset.name!r}: {e}") from e
-  return Experiment(config, dataset, family, parallel)
+  samples = suite.SampleEvaluator(config, dataset, family, parallel)
+  errors = suite.compatibility_errors(samples.evals, family, dataset)
+  if errors:
+    raise config_lib.ConfigError("invalid config:\n  " + "\n  ".join(errors))
+  samples.check_files()
+  return Experiment(config, dataset, family, parallel, samples)
 
 
 def eval_params(state: TrainState, config: ml_collections.ConfigDict):
@@ -169,6 +177,34 @@ def evaluate(
   metrics = {f"eval/{k}": v / count for k, v in totals.items()}
   metrics["eval/num_examples"] = count
   return metrics
+
+
+def evaluate_samples(
+  exp: Experiment,
+  params,
+  *,
+  num_generated: int,
+  image_dir: pathlib.Path | None = None,
+  progress: bool = False,
+) -> tuple[dict[str, float], dict]:
+  """Runs ``config.evals`` on ``num_generated`` samples (see :mod:`genjax.evaluation.suite`).
+
+  Args:
+    exp: the experiment.
+    params: parameters to sample with (unreplicated; EMA parameters where kept).
+    num_generated: requested sample count (capped by the test split's size).
+    image_dir: where pictures of the samples go (2-D mode coverage), or None.
+    progress: show a progress bar while a feature net trains.
+
+  Returns:
+    ``({"eval/<metric>": value, "eval/<metric>_floor": value, ...}, report)``;
+    empty when the config selects no sample metrics.
+  """
+  if not exp.samples:
+    return {}, {}
+  exp.samples.load_nets(progress)
+  values, report = exp.samples(params, num_generated, image_dir)
+  return {f"eval/{k}": v for k, v in values.items()}, report
 
 
 def save_pictures(
@@ -260,6 +296,9 @@ class _Run:
       tc.num_steps,
     )
     _write_config(workdir, cfg)
+    if exp.samples:  # Feature nets and real-data floors up front, not mid-run.
+      show = tc.progress_bar and sys.stderr.isatty()
+      exp.samples.prepare([cfg.eval.periodic_sample_examples], progress=show)
     self.writer = writers.create_writer(workdir, resume_step=self.start)
     self.state = exp.parallel.put_replicated(state)  # device-resident from here on
     self.last_saved = self.start
@@ -286,7 +325,7 @@ class _Run:
   def evaluate(self, step: int) -> dict[str, float]:
     """Periodic evaluation and pictures with the current (EMA) parameters."""
     state = self.host_state()
-    metrics = _periodic_eval(self.exp, state)
+    metrics = _periodic_eval(self.exp, state, self.workdir / "images")
     self.writer.write_scalars(step, metrics)
     save_pictures(self.exp, eval_params(state, self.exp.config), self.workdir, step, self.writer)
     log.info("step %d: %s; pictures in %s", step, _brief(metrics), self.workdir / "images")
@@ -373,14 +412,16 @@ def train_and_evaluate(
   return summary
 
 
-def _periodic_eval(exp: Experiment, state: TrainState) -> dict[str, float]:
+def _periodic_eval(exp: Experiment, state: TrainState, image_dir: pathlib.Path) -> dict[str, float]:
   ec = exp.config.eval
-  return evaluate(
-    exp,
-    eval_params(state, exp.config),
-    num_examples=ec.periodic_examples,
-    num_samples=ec.periodic_nll_samples,
+  params = eval_params(state, exp.config)
+  metrics = evaluate(
+    exp, params, num_examples=ec.periodic_examples, num_samples=ec.periodic_nll_samples
   )
+  sample_metrics, _ = evaluate_samples(
+    exp, params, num_generated=ec.periodic_sample_examples, image_dir=image_dir
+  )
+  return metrics | sample_metrics
 
 
 def _restore(exp: Experiment, ckpt: checkpoint_lib.Checkpointer, step: int):
@@ -388,7 +429,7 @@ def _restore(exp: Experiment, ckpt: checkpoint_lib.Checkpointer, step: int):
     return ckpt.restore(exp.abstract_state(), step)
   except Exception as e:  # Orbax raises several types for a structure mismatch.
     saved = ckpt.restore_config(step)
-    changed = _diff(saved.to_dict(), json.loads(exp.config.to_json_best_effort()))
+    changed = _diff(*(json.loads(c.to_json_best_effort()) for c in (saved, exp.config)))
     raise checkpoint_lib.CheckpointMismatchError(
       f"cannot restore checkpoint {step} in {ckpt.directory} with this config; "
       f"fields that differ from the saved config: {changed or 'none'}. "

@@ -18,7 +18,7 @@ from genjax.objectives import random as genjax_random
 from genjax.training.parallel import AXIS
 
 # Independent key streams derived from the seed.
-TRAIN_STREAM, EVAL_STREAM, INIT_STREAM, PICTURE_STREAM = range(4)
+TRAIN_STREAM, EVAL_STREAM, INIT_STREAM, PICTURE_STREAM, SAMPLE_STREAM = range(5)
 
 
 def stream_key(seed: int, stream: int) -> jax.Array:

@@ -69,18 +69,20 @@ class JsonlWriter(metric_writers.MetricWriter):
     pass
 
 
-def create_writer(workdir: str | pathlib.Path, resume_step: int = 0):
+def create_writer(workdir: str | pathlib.Path, resume_step: int | None = 0):
   """TensorBoard events + ``metrics.jsonl`` on process 0 (logging elsewhere).
 
   Args:
     workdir: run directory; events go to ``workdir/tensorboard``.
-    resume_step: records after this step are dropped from ``metrics.jsonl``.
+    resume_step: records after this step are dropped from ``metrics.jsonl``
+      (None keeps every record: appending evaluations to a finished run).
   """
   workdir = pathlib.Path(workdir)
   if jax.process_index() != 0:
     return metric_writers.create_default_writer(just_logging=True)
   jsonl = JsonlWriter(workdir / "metrics.jsonl")
-  jsonl.truncate_after(resume_step)
+  if resume_step is not None:
+    jsonl.truncate_after(resume_step)
   tensorboard = metric_writers.SummaryWriter(str(workdir / "tensorboard"))
   return metric_writers.MultiWriter([tensorboard, jsonl])
 
