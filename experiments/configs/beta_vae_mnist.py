@@ -11,6 +11,9 @@ Expected runtime: 5.9 min for 20k steps on 2 CPU cores (shared with another run)
 Measured: test (all 10k, k=1000) eval/elbo = -107.83, eval/kl = 10.31,
   eval/recon = 97.52, eval/nll = 96.96 nats after 20k steps (43 epochs); compare
   vae_mnist (β = 1): lower KL, higher reconstruction error, as β-VAE trades them.
+Sample metrics (10k samples; floors as vae_mnist): fid_lenet 117.7 [1.07],
+  precision 0.850, recall 0.318 [0.892]: sharper-looking but far less varied
+  samples than vae_mnist.
 """
 
 from genjax import config as genjax_config

@@ -10,6 +10,8 @@ Expected runtime: 7.7 min for 10k steps on 2 CPU cores (32 steps/s while sharing
 Measured: test (all 10k, k=1000) NLL 89.43 nats, ELBO -96.61, KL 23.05 after
   10k steps (21 epochs). The IWAE-trained model has a looser ELBO than its NLL
   suggests (gap 7.2 nats vs 4.4 for vae_mnist), as Burda et al. report.
+Sample metrics (10k samples; floors as vae_mnist): fid_lenet 99.07 [1.07],
+  kid_lenet 77.9, precision 0.708, recall 0.711, classifier score 6.51.
 """
 
 from genjax import config as genjax_config

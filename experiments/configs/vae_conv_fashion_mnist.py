@@ -14,6 +14,8 @@ Expected runtime: 11.5 min for 6k steps (6.4 epochs) on 2 CPU cores shared
   at batch 128 measured 2.8 steps/s.
 Measured: test (all 10k, k=100) NLL 1857.1 nats = 3.417 bits/dim, ELBO
   -1882.5, KL 54.0 after 6k steps.
+Sample metrics (10k samples; floors as vae_fashion_mnist): fid_lenet 98.13,
+  kid_lenet 17.6, precision 0.446, recall 0.407, classifier score 3.53.
 """
 
 from genjax import config as genjax_config

@@ -3,10 +3,14 @@
 Command:
   python -m genjax.main --config=experiments/configs/vae_digits.py --workdir=runs/vae_digits
 
-Expected runtime: 17 s of training for 3000 steps (about 1000 steps/s), 33 s
-  for the whole ``make train`` including start-up, on 2 CPU cores.
+Expected runtime: 17 s of training for 3000 steps (about 1000 steps/s), about
+  30 s for the whole ``make train`` including start-up, on 2 CPU cores.
 Measured: test (300 held-out digits, k=1000, via ``genjax.evaluate``) NLL
   22.49 nats (0.507 bits/dim), ELBO -23.22, KL 4.86 after 3000 steps.
+Sample metrics at the end of training (all 300 test digits vs 300 samples;
+  floors in brackets): fid_lenet 18.57 [5.41], precision 0.737 [0.937], recall
+  0.803 [0.900], classifier score 6.56 [8.35]; the digits feature net (test
+  accuracy 99.0 %) trains once in about 11 s and is cached.
 """
 
 from genjax import config as genjax_config

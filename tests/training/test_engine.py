@@ -109,3 +109,11 @@ def test_jsonl_writer_writes_nonfinite_as_null_and_truncates(tmp_path):
   records = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records] == [1, 2]
   assert records[0] == {"step": 1, "train/loss": 1.0, "train/bad": None}
+
+
+def test_starting_a_finished_run_again_evaluates_without_new_records(tmp_path, tiny):
+  first = loop.train_and_evaluate(tiny(), tmp_path)
+  lines = (tmp_path / "metrics.jsonl").read_text()
+  again = loop.train_and_evaluate(tiny(), tmp_path)
+  assert (tmp_path / "metrics.jsonl").read_text() == lines
+  assert again["eval/elbo"] == first["eval/elbo"]

@@ -196,6 +196,9 @@ def kernel_inception_distance(
       f"KID needs subsets of at least 2 samples, got min(subset_size={subset_size}, "
       f"N={a.shape[0]}, M={b.shape[0]}) = {size}."
     )
+  if size == a.shape[0] == b.shape[0]:
+    # Every "subset" is a permutation of the whole sets, and MMD^2 ignores order.
+    return _unbiased_mmd2(a, b), 0.0
   rng = np.random.default_rng(seed)
   estimates = np.empty(num_subsets)
   for i in range(num_subsets):

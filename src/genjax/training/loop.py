@@ -322,12 +322,18 @@ class _Run:
     self.writer.write_scalars(step, summary)
     self.summary = summary
 
-  def evaluate(self, step: int) -> dict[str, float]:
-    """Periodic evaluation and pictures with the current (EMA) parameters."""
+  def evaluate(self, step: int, record: bool = True) -> dict[str, float]:
+    """Periodic evaluation and pictures with the current (EMA) parameters.
+
+    ``record=False`` (a finished run started again) only returns the metrics,
+    so ``metrics.jsonl`` keeps one record per step.
+    """
     state = self.host_state()
     metrics = _periodic_eval(self.exp, state, self.workdir / "images")
-    self.writer.write_scalars(step, metrics)
-    save_pictures(self.exp, eval_params(state, self.exp.config), self.workdir, step, self.writer)
+    writer = self.writer if record else None
+    if record:
+      self.writer.write_scalars(step, metrics)
+    save_pictures(self.exp, eval_params(state, self.exp.config), self.workdir, step, writer)
     log.info("step %d: %s; pictures in %s", step, _brief(metrics), self.workdir / "images")
     return metrics
 
@@ -406,7 +412,7 @@ def train_and_evaluate(
     run.close()
   summary = dict(run.summary)
   if run.last_saved == tc.num_steps:
-    summary.update(run.evaluate(tc.num_steps))
+    summary.update(run.evaluate(tc.num_steps, record=run.start < tc.num_steps))
   run.writer.flush()
   run.writer.close()
   return summary
