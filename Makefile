@@ -8,6 +8,9 @@ export GENJAX_MANUAL_DIR ?= $(if $(wildcard $(SHARED)),$(SHARED),)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 CONFIG    ?= experiments/configs/vae_digits.py
 WORKDIR   ?= runs/$(basename $(notdir $(CONFIG)))
+# 8 virtual CPU devices for the multi-device tests; a long collective timeout because
+# 2 busy cores can delay a rendezvous past XLA's default, which aborts the process.
+TEST_XLA_FLAGS ?= --xla_force_host_platform_device_count=8 --xla_cpu_collective_call_terminate_timeout_seconds=600
 
 .PHONY: install test test-fast train eval bench clean
 
@@ -19,9 +22,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $@
 
-# 8 virtual CPU devices so the data-parallel paths run on one CPU.
 test: install
-	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -q -n 2 --durations=15 tests
+	XLA_FLAGS="$(TEST_XLA_FLAGS)" $(PY) -m pytest -q -n 2 --durations=15 tests
 
 train: install
 	$(PY) -m genjax.main --config=$(CONFIG) --workdir=$(WORKDIR)
