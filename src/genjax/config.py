@@ -56,6 +56,17 @@ def defaults() -> ml_collections.ConfigDict:
     corruption="none",  # DAE corruption: none | gaussian | mask | salt_pepper
     corruption_level=0.0,
   )
+  c.gan = dict(
+    loss="non_saturating",  # minimax | non_saturating | lsgan | hinge | wgan
+    d_steps=1,  # discriminator updates per generator update, each on its own minibatch
+    gp_weight=0.0,  # WGAN-GP gradient-penalty weight (10 in Gulrajani et al.)
+    r1_weight=0.0,  # R1 penalty weight gamma (the penalty is gamma / 2 * |grad D(x)|^2)
+    g_learning_rate=2e-4,  # two time-scale update rule: separate learning rates
+    d_learning_rate=2e-4,
+    base_channels=32,  # DCGAN width
+    d_norm="",  # discriminator normalisation: batch | layer | none ("" = batch for DCGAN)
+    conditioning="projection",  # conditional D: projection | concat
+  )
   c.optimizer = dict(
     name="adam",
     learning_rate=1e-3,

@@ -84,7 +84,7 @@ def evaluate_workdir(
   state, _, _ = ckpt.restore(exp.abstract_state(), step)
   ckpt.close()
   ec = config.eval
-  params = loop.eval_params(state, config)
+  params = loop.eval_params(exp, state)
   metrics = {}
   if test_metrics:
     metrics = loop.evaluate(

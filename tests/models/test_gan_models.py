@@ -262,8 +262,8 @@ def test_build_gan_and_param_counts():
   d_count = _count(jax.eval_shape(disc.init, jax.random.key(0), jnp.zeros((2, 28, 28, 1))))
   # G: project 100 -> 7x7x256 (1.27M), 3x3 sub-pixel convs 256->4*128 (1.18M),
   # 128->4*64 (0.30M), 64->1; D: 4x4 convs 1->64->128->256 + linear on 4x4x256.
-  assert g_count == 2_743_745
-  assert d_count == 661_697
+  assert g_count == 2_731_201  # no bias before BatchNorm
+  assert d_count == 661_313
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,7 @@ def make_train_iterator(
   process_index: int = 0,
   process_count: int = 1,
   prefetch: int = 2,
+  minibatches: int = 1,
 ) -> grain.DatasetIterator:
   """Endless shuffled batches for this process; checkpointable position.
 
@@ -62,30 +63,43 @@ def make_train_iterator(
       process_index: This process's index.
       process_count: Number of processes sharing each global batch.
       prefetch: Batches prepared ahead in a background thread.
+      minibatches: Global batches per step (e.g. one per discriminator update
+          of a GAN). With ``k > 1`` arrays come as ``[b, k, ...]``: example-major,
+          so sharding the leading axis over devices gives every device its slice
+          of each of the ``k`` minibatches.
 
   Returns:
       A grain ``DatasetIterator`` yielding dicts with each key of ``arrays``
       sliced to ``[b, ...]`` (``b = global_batch_size // process_count``) and
       ``"index"`` int32 [b], the examples' positions ``p*b + arange(b)`` in the
-      global batch. Resume with ``get_state()`` / ``set_state(state)``.
+      global batch (``[b, k]`` with ``index[:, j] = position + j * global_batch_size``
+      when ``minibatches = k > 1``). Resume with ``get_state()`` / ``set_state(state)``.
 
   Raises:
       ValueError: ``global_batch_size`` exceeds N or is not divisible by
           ``process_count``.
   """
   n = _num_examples(arrays)
-  if global_batch_size > n:
-    raise ValueError(f"Global batch size {global_batch_size} exceeds the dataset size {n}.")
+  if global_batch_size * minibatches > n:
+    raise ValueError(
+      f"Global batch size {global_batch_size} x {minibatches} minibatches exceeds the "
+      f"dataset size {n}."
+    )
   b = _per_process(global_batch_size, process_count, process_index)
   lo = process_index * b
   position = np.arange(lo, lo + b, dtype=np.int32)
   batch_indices = _EpochShuffle(n, global_batch_size, seed)
 
   def gather(step: int) -> dict[str, np.ndarray]:
-    idx = batch_indices(step)[lo : lo + b]
+    if minibatches == 1:
+      idx, index = batch_indices(step)[lo : lo + b], position.copy()
+    else:  # Minibatch j of step s is global batch s * k + j of the stream.
+      steps = step * minibatches + np.arange(minibatches)
+      idx = np.stack([batch_indices(int(s))[lo : lo + b] for s in steps], axis=1)
+      index = position[:, None] + global_batch_size * np.arange(minibatches, dtype=np.int32)
     # One fancy-index per key: per-record Python would dominate step time.
     out = {k: v[idx] for k, v in arrays.items()}
-    out["index"] = position.copy()
+    out["index"] = index
     return out
 
   # Element k of the dataset is the batch of step k; grain supplies the

@@ -144,6 +144,51 @@ def interpolation_codes(
   return codes
 
 
+def render_points(
+  points: np.ndarray,
+  modes: np.ndarray | None = None,
+  title: str = "",
+  labels: np.ndarray | None = None,
+  surface: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+  """Draws 2-D points (and optionally a scalar field beneath them) as an image.
+
+  Args:
+      points: Points `[N, 2]`.
+      modes: Optional mode centres `[M, 2]`, drawn as red crosses.
+      title: Plot title.
+      labels: Optional integer labels `[N]` used to colour the points.
+      surface: Optional `(xs [G], ys [G], values [G, G])`, e.g. a discriminator's
+          output on a grid (`values[i, j]` at `(xs[j], ys[i])`), drawn as filled contours.
+
+  Returns:
+      RGB image `[500, 500, 3]` in [0, 1].
+  """
+  # Figure + Agg canvas directly: no pyplot global state, safe off the main thread.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  points = np.asarray(points)
+  fig = Figure(figsize=(5, 5), dpi=100)
+  canvas = FigureCanvasAgg(fig)
+  ax = fig.add_subplot(1, 1, 1)
+  if surface is not None:
+    xs, ys, values = (np.asarray(a) for a in surface)
+    filled = ax.contourf(xs, ys, values, levels=20, cmap="RdBu_r", alpha=0.8)
+    fig.colorbar(filled, ax=ax, fraction=0.046, pad=0.04)
+  cmap = "tab10" if labels is not None else None
+  color = labels if labels is not None else ("black" if surface is not None else None)
+  ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, c=color, cmap=cmap)
+  if modes is not None:
+    modes = np.asarray(modes)
+    ax.scatter(modes[:, 0], modes[:, 1], s=60, c="red", marker="x", label="modes")
+    ax.legend(loc="upper right")
+  ax.set_title(title)
+  ax.set_aspect("equal", adjustable="datalim" if surface is None else "box")
+  canvas.draw()
+  return np.asarray(canvas.buffer_rgba())[..., :3].astype(np.float32) / 255.0
+
+
 def scatter_png(
   path: str | os.PathLike,
   points: np.ndarray,
@@ -160,23 +205,4 @@ def scatter_png(
       title: Plot title.
       labels: Optional integer labels `[N]` used to colour the points.
   """
-  # Figure + Agg canvas directly: no pyplot global state, safe off the main thread.
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-
-  points = np.asarray(points)
-  fig = Figure(figsize=(5, 5), dpi=100)
-  FigureCanvasAgg(fig)
-  ax = fig.add_subplot(1, 1, 1)
-  cmap = "tab10" if labels is not None else None
-  ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, c=labels, cmap=cmap)
-  if modes is not None:
-    modes = np.asarray(modes)
-    ax.scatter(modes[:, 0], modes[:, 1], s=60, c="red", marker="x", label="modes")
-    ax.legend(loc="upper right")
-  ax.set_title(title)
-  ax.set_aspect("equal", adjustable="datalim")
-  parent = os.path.dirname(os.fspath(path))
-  if parent:
-    os.makedirs(parent, exist_ok=True)
-  fig.savefig(path, format="png")
+  save_png(path, render_points(points, modes, title, labels))

@@ -63,6 +63,9 @@ class Family:
   can_sample = False
   # Whether the model takes the label (class-conditional generation).
   conditional = False
+  # Global batches consumed per step (a GAN's discriminator updates), see
+  # pipeline.make_train_iterator; batches then arrive as [b, k, ...].
+  minibatches = 1
 
   def __init__(self, config: ml_collections.ConfigDict, data: DataInfo):
     self.config = config
@@ -84,6 +87,10 @@ class Family:
   def init_state(self, key: jax.Array, batch: dict[str, jax.Array]) -> TrainState:
     params, model_state = self.init_params(key, batch)
     return TrainState.create(params, self.tx, model_state)
+
+  def eval_params(self, state: TrainState) -> Any:
+    """What evaluation, sampling and pictures use: EMA parameters where kept."""
+    return state.ema_params if self.ema_decay > 0 else state.params
 
   def loss_fn(
     self, params, batch: dict[str, jax.Array], keys: jax.Array, step: jax.Array

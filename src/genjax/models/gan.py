@@ -284,7 +284,9 @@ class DCGANGenerator(nn.Module):
       normalize, norm="batch", train=train, axis_name=self.axis_name, momentum=self.momentum
     )
     channels = self.base_channels * 2**stages
-    h = nn.Dense(base * base * channels, name="project")(self._condition(z, labels))
+    # No bias before BatchNorm: it is cancelled exactly, and Adam would turn its
+    # round-off gradient into full-size, layout-dependent steps.
+    h = nn.Dense(base * base * channels, use_bias=False, name="project")(self._condition(z, labels))
     h = nn.relu(bn(h.reshape(z.shape[0], base, base, channels)))
     for i in range(stages):
       channels //= 2
@@ -345,7 +347,11 @@ class DCGANDiscriminator(nn.Module):
       h = one_hot_channels(h, labels, self.num_classes)
     channels, i = self.base_channels, 0
     while max(h.shape[1], h.shape[2]) > 4:
-      h = nn.Conv(channels, (4, 4), strides=(2, 2), padding="SAME", name=f"conv{i}")(h)
+      batch_norm = i > 0 and self.norm == "batch"  # A bias before BatchNorm cancels out.
+      conv = nn.Conv(
+        channels, (4, 4), strides=(2, 2), padding="SAME", use_bias=not batch_norm, name=f"conv{i}"
+      )
+      h = conv(h)
       if i > 0:
         h = normalize(h, self.norm, train=train, axis_name=self.axis_name, momentum=self.momentum)
       h = nn.leaky_relu(h, LEAKY_SLOPE)

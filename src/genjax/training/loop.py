@@ -130,9 +130,9 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
   return Experiment(config, dataset, family, parallel, samples)
 
 
-def eval_params(state: TrainState, config: ml_collections.ConfigDict):
-  """EMA parameters where they are kept, else the raw parameters."""
-  return state.ema_params if config.train.ema_decay > 0 else state.params
+def eval_params(exp: Experiment, state: TrainState):
+  """What the family evaluates and samples with: EMA parameters where they are kept."""
+  return exp.family.eval_params(state)
 
 
 def evaluate(
@@ -210,7 +210,11 @@ def evaluate_samples(
 def save_pictures(
   exp: Experiment, params, workdir: pathlib.Path, step: int, writer=None
 ) -> list[pathlib.Path]:
-  """Draws the family's pictures to ``workdir/images`` (and TensorBoard)."""
+  """Draws the family's pictures to ``workdir/images`` and TensorBoard.
+
+  ``images/<name>.png`` is the latest; ``images/history/<name>/<step>.png``
+  keeps every evaluation's, to follow training.
+  """
   cfg = exp.config
   n = min(cfg.eval.num_images, len(exp.dataset.test["label"]))
   if n == 0 or jax.process_index() != 0:  # One writer on a multi-host run.
@@ -225,6 +229,8 @@ def save_pictures(
   for name, grid in grids.items():
     path = workdir / "images" / f"{name}.png"
     image_io.save_png(path, grid)
+    # The same picture at every evaluation, to watch training (fixed noise).
+    image_io.save_png(workdir / "images" / "history" / name / f"{step:08d}.png", grid)
     paths.append(path)
   if writer is not None and grids:
     writer.write_images(step, {f"images/{k}": v[None] for k, v in grids.items()})
@@ -279,6 +285,7 @@ class _Run:
       seed=cfg.seed,
       process_index=jax.process_index(),
       process_count=jax.process_count(),
+      minibatches=exp.family.minibatches,
     )
     self.start = self.ckpt.latest_step() or 0
     if self.start:
@@ -333,7 +340,7 @@ class _Run:
     writer = self.writer if record else None
     if record:
       self.writer.write_scalars(step, metrics)
-    save_pictures(self.exp, eval_params(state, self.exp.config), self.workdir, step, writer)
+    save_pictures(self.exp, eval_params(self.exp, state), self.workdir, step, writer)
     log.info("step %d: %s; pictures in %s", step, _brief(metrics), self.workdir / "images")
     return metrics
 
@@ -420,7 +427,7 @@ def train_and_evaluate(
 
 def _periodic_eval(exp: Experiment, state: TrainState, image_dir: pathlib.Path) -> dict[str, float]:
   ec = exp.config.eval
-  params = eval_params(state, exp.config)
+  params = eval_params(exp, state)
   metrics = evaluate(
     exp, params, num_examples=ec.periodic_examples, num_samples=ec.periodic_nll_samples
   )

@@ -51,10 +51,15 @@ def make_train_step(family, *, seed: int, preprocess: str) -> Callable:
   train_key = stream_key(seed, TRAIN_STREAM)
 
   def train_step(state, batch):
-    keys = genjax_random.example_keys(jax.random.fold_in(train_key, state.step), batch["index"])
+    # Minibatched layouts ([b, k, ...], see pipeline.make_train_iterator) are
+    # prepared flat, then handed to the family in their original layout.
+    lead = batch["index"].shape
+    flat = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[len(lead) :]), batch)
+    keys = genjax_random.example_keys(jax.random.fold_in(train_key, state.step), flat["index"])
     data_keys, model_keys = genjax_random.split(keys, 2)
-    inputs = prepare_batch(batch, data_keys, preprocess)
-    return family.train_step(state, inputs, model_keys)
+    inputs = prepare_batch(flat, data_keys, preprocess)
+    unflat = lambda v: v.reshape(lead + v.shape[1:])  # noqa: E731
+    return family.train_step(state, jax.tree.map(unflat, inputs), unflat(model_keys))
 
   return train_step
 

@@ -1,0 +1,323 @@
+"""GAN family: two players, two optimizers, BatchNorm state, one compiled step.
+
+One ``train_step`` runs ``config.gan.d_steps`` discriminator updates (a
+``lax.scan``, each on its own minibatch) and then one generator update, all
+inside the data-parallel step: gradients of each player are averaged over
+devices with ``lax.pmean`` and BatchNorm statistics are averaged across
+devices by the modules themselves (``axis_name="data"``), so 1 device and 8
+devices compute the same update. Each player has its own optax optimizer and
+learning rate (two time-scale update rule, Heusel et al. 2017). The EMA of the
+generator is what evaluation and pictures sample from.
+
+``gan`` is unconditional; ``cgan`` (or ``config.model.conditional=True``)
+feeds the label to both players (an embedding into G; projection or
+concatenation in D).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax import lax
+
+from genjax.data import sources
+from genjax.evaluation import images as image_lib
+from genjax.families.base import Family, register
+from genjax.models import gan as gan_models
+from genjax.objectives import gan as gan_objectives
+from genjax.objectives import random as genjax_random
+from genjax.training import optim
+from genjax.training.parallel import AXIS
+from genjax.training.train_state import TrainState, ema_update
+
+GENERATOR, DISCRIMINATOR = "generator", "discriminator"
+
+
+def _optimizer(config, learning_rate: float, num_steps: int) -> optax.GradientTransformation:
+  opt = ml_collections.ConfigDict(config.optimizer.to_dict())
+  opt.learning_rate = learning_rate
+  return optim.make_optimizer(opt, num_steps)
+
+
+def _mean(tree):
+  return jax.tree.map(lambda v: jnp.mean(v, axis=0), tree)
+
+
+@register("gan", "cgan")
+class GANFamily(Family):
+  """Generative adversarial networks (Goodfellow et al. 2014) and their common losses.
+
+  Config: ``config.gan`` (loss, d_steps, penalties, learning rates, DCGAN
+  width and discriminator normalisation) and ``config.model`` (architecture
+  "mlp" for 2-D points or "dcgan" for 28×28 / 32×32 images, hidden_sizes,
+  latent_dim). Images must be preprocessed to [-1, 1] (``scale_pm1``): the
+  generator ends in tanh.
+  """
+
+  can_sample = True
+
+  def __init__(self, config: ml_collections.ConfigDict, data):
+    super().__init__(config, data)
+    g, m = config.gan, config.model
+    self.conditional = bool(m.conditional) or config.family == "cgan"
+    if self.conditional and data.num_classes <= 1:
+      raise ValueError(f"a conditional GAN needs labels; {data.name!r} has none")
+    self.num_classes = data.num_classes if self.conditional else 0
+    self.latent_dim = int(m.latent_dim)
+    self.loss = gan_objectives.get_loss(g.loss)
+    self.minibatches = self.d_steps = int(g.d_steps)
+    self.gp_weight, self.r1_weight = float(g.gp_weight), float(g.r1_weight)
+    self.generator, self.discriminator = gan_models.build_gan(
+      m.architecture,
+      data_shape=data.shape,
+      latent_dim=self.latent_dim,
+      num_classes=self.num_classes,
+      hidden_sizes=tuple(m.hidden_sizes),
+      base_channels=int(g.base_channels),
+      d_norm=g.d_norm or None,
+      conditioning=g.conditioning,
+      axis_name=AXIS,
+    )
+    steps = config.train.num_steps
+    self.tx_g = _optimizer(config, g.g_learning_rate, steps)
+    self.tx_d = _optimizer(config, g.d_learning_rate, steps * self.d_steps)
+
+  @classmethod
+  def validate(cls, c):
+    g, errors = c.gan, []
+    points = c.data.name in sources.POINT_DATASETS
+    want = "mlp" if points else "dcgan"
+    if c.model.architecture != want:
+      kind = "2-D points" if points else "images"
+      errors.append(
+        f"config.model.architecture={c.model.architecture!r}: GANs on {kind} use {want!r}"
+      )
+    if not points and c.data.preprocess != "scale_pm1":
+      errors.append(
+        f"config.data.preprocess={c.data.preprocess!r}: the generator ends in tanh; use 'scale_pm1'"
+      )
+    if g.loss not in gan_objectives.LOSSES:
+      errors.append(f"config.gan.loss={g.loss!r}: allowed: {', '.join(gan_objectives.LOSSES)}")
+    if not isinstance(g.d_steps, int) or g.d_steps < 1:
+      errors.append(f"config.gan.d_steps={g.d_steps!r}: must be an integer >= 1")
+    for field in ("g_learning_rate", "d_learning_rate"):
+      if not g[field] > 0:
+        errors.append(f"config.gan.{field}={g[field]!r}: must be > 0")
+    for field in ("gp_weight", "r1_weight"):
+      if g[field] < 0:
+        errors.append(f"config.gan.{field}={g[field]!r}: must be >= 0")
+    if g.d_norm not in ("",) + gan_models.NORMS:
+      errors.append(f"config.gan.d_norm={g.d_norm!r}: allowed: '', {', '.join(gan_models.NORMS)}")
+    batch_norm = g.d_norm == "batch" or (g.d_norm == "" and not points)
+    if g.gp_weight > 0 and batch_norm:
+      errors.append(
+        f"config.gan.gp_weight={g.gp_weight!r}: the gradient penalty needs a discriminator "
+        "that treats examples independently; set config.gan.d_norm='layer' or 'none'"
+      )
+    if g.conditioning not in gan_models.CONDITIONINGS:
+      errors.append(
+        f"config.gan.conditioning={g.conditioning!r}: allowed: {', '.join(gan_models.CONDITIONINGS)}"
+      )
+    return errors
+
+  # -- networks ---------------------------------------------------------------
+
+  def _labels(self, labels):
+    return labels if self.conditional else None
+
+  @staticmethod
+  def _apply(module, params, stats, inputs, labels, train: bool):
+    """``(output, new_batch_stats)``; statistics only change in training mode."""
+    variables = {"params": params}
+    if stats:
+      variables["batch_stats"] = stats
+    if train and stats:
+      out, updates = module.apply(variables, inputs, labels, train=True, mutable=["batch_stats"])
+      return out, updates["batch_stats"]
+    return module.apply(variables, inputs, labels, train=train), stats
+
+  def _generate(self, params, stats, keys, labels, train: bool):
+    z = genjax_random.normal(keys, (self.latent_dim,))
+    return self._apply(self.generator, params, stats, z, self._labels(labels), train)
+
+  def _critic(self, params, stats, x, labels, train: bool):
+    return self._apply(self.discriminator, params, stats, x, self._labels(labels), train)
+
+  def init_params(self, key, batch):
+    key_g, key_d = jax.random.split(key)
+    x, labels = batch["x"], self._labels(batch["label"])
+    z = jnp.zeros((x.shape[0], self.latent_dim), x.dtype)
+    g = self.generator.init(key_g, z, labels, train=False)
+    d = self.discriminator.init(key_d, x, labels, train=False)
+    params = {GENERATOR: g["params"], DISCRIMINATOR: d["params"]}
+    stats = {GENERATOR: g.get("batch_stats", {}), DISCRIMINATOR: d.get("batch_stats", {})}
+    return params, stats
+
+  def init_state(self, key, batch):
+    params, stats = self.init_params(key, batch)
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state={
+        GENERATOR: self.tx_g.init(params[GENERATOR]),
+        DISCRIMINATOR: self.tx_d.init(params[DISCRIMINATOR]),
+      },
+      ema_params=jax.tree.map(jnp.copy, params),
+      model_state=stats,
+    )
+
+  def eval_params(self, state):
+    params = state.ema_params if self.ema_decay > 0 else state.params
+    return {"params": params, "batch_stats": state.model_state}
+
+  # -- training ---------------------------------------------------------------
+
+  def _d_loss(self, d_params, d_stats, x, fake, labels, keys):
+    real_logits, stats = self._critic(d_params, d_stats, x, labels, True)
+    fake_logits, stats = self._critic(d_params, stats, fake, labels, True)
+    per_example = self.loss.discriminator(real_logits, fake_logits)
+    metrics = {
+      "d_loss": jnp.mean(per_example),
+      "real_logit": jnp.mean(real_logits),
+      "fake_logit": jnp.mean(fake_logits),
+    }
+    critic = lambda v: self._critic(d_params, stats, v, labels, False)[0]  # noqa: E731
+    if self.gp_weight:
+      alpha = genjax_random.uniform(keys, ())
+      penalty = gan_objectives.gradient_penalty(critic, x, fake, alpha)
+      per_example = per_example + self.gp_weight * penalty
+      metrics["gradient_penalty"] = jnp.mean(penalty)
+    if self.r1_weight:
+      penalty = gan_objectives.r1_penalty(critic, x)
+      per_example = per_example + 0.5 * self.r1_weight * penalty
+      metrics["r1_penalty"] = jnp.mean(penalty)
+    return jnp.mean(per_example), (metrics, stats)
+
+  def _d_update(self, g_params, g_stats, carry, minibatch):
+    d_params, d_opt, d_stats = carry
+    x, labels, keys = minibatch
+    z_keys, penalty_keys = genjax_random.split(keys, 2)
+    fake = lax.stop_gradient(self._generate(g_params, g_stats, z_keys, labels, True)[0])
+    grad_fn = jax.value_and_grad(self._d_loss, has_aux=True)
+    (_, (metrics, d_stats)), grads = grad_fn(d_params, d_stats, x, fake, labels, penalty_keys)
+    grads = lax.pmean(grads, AXIS)
+    updates, d_opt = self.tx_d.update(grads, d_opt, d_params)
+    metrics["d_grad_norm"] = optax.tree.norm(grads)
+    return (optax.apply_updates(d_params, updates), d_opt, d_stats), metrics
+
+  def _g_loss(self, g_params, g_stats, d_params, d_stats, keys, labels):
+    fake, g_stats = self._generate(g_params, g_stats, keys, labels, True)
+    # D's statistics from this pass are not kept: only D's own updates move them.
+    logits, _ = self._critic(d_params, d_stats, fake, labels, True)
+    loss = jnp.mean(self.loss.generator(logits))
+    return loss, ({"g_loss": loss}, g_stats)
+
+  def train_step(self, state, batch, keys):
+    """``d_steps`` discriminator updates (scan), then one generator update.
+
+    Args:
+      state: the train state (params/opt_state/model_state keyed by player).
+      batch: ``x [b, k, ...]``, ``label [b, k]`` (``[b, ...]`` when ``k = 1``).
+      keys: per-example keys of the same leading shape.
+    """
+    x, labels = batch["x"], batch["label"]
+    if labels.ndim == 1:  # One minibatch: add its axis.
+      x, labels, keys = x[:, None], labels[:, None], keys[:, None]
+    swap = functools.partial(jnp.swapaxes, axis1=0, axis2=1)  # -> [k, b, ...]
+    x, labels, keys = swap(x), swap(labels), swap(keys)
+    params, stats, opt = state.params, state.model_state, state.opt_state
+    d_update = functools.partial(self._d_update, params[GENERATOR], stats[GENERATOR])
+    carry = (params[DISCRIMINATOR], opt[DISCRIMINATOR], stats[DISCRIMINATOR])
+    (d_params, d_opt, d_stats), d_metrics = lax.scan(d_update, carry, (x, labels, keys))
+    g_keys = genjax_random.fold_in(keys[-1], 1)
+    grad_fn = jax.value_and_grad(self._g_loss, has_aux=True)
+    (_, (g_metrics, g_stats)), grads = grad_fn(
+      params[GENERATOR], stats[GENERATOR], d_params, d_stats, g_keys, labels[-1]
+    )
+    grads = lax.pmean(grads, AXIS)
+    updates, g_opt = self.tx_g.update(grads, opt[GENERATOR], params[GENERATOR])
+    new_params = {
+      GENERATOR: optax.apply_updates(params[GENERATOR], updates),
+      DISCRIMINATOR: d_params,
+    }
+    metrics = dict(_mean(d_metrics), **g_metrics, g_grad_norm=optax.tree.norm(grads))
+    metrics["loss"] = metrics["d_loss"] + metrics["g_loss"]
+    new_state = state.replace(
+      step=state.step + 1,
+      params=new_params,
+      opt_state={GENERATOR: g_opt, DISCRIMINATOR: d_opt},
+      ema_params=ema_update(state.ema_params, new_params, self.ema_decay),
+      model_state={GENERATOR: g_stats, DISCRIMINATOR: d_stats},
+    )
+    return new_state, lax.pmean(metrics, AXIS)
+
+  # -- evaluation -------------------------------------------------------------
+
+  def sample(self, params, keys, labels):
+    variables, stats = params["params"], params["batch_stats"]
+    return self._generate(variables[GENERATOR], stats[GENERATOR], keys, labels, False)[0]
+
+  def eval_fn(self, params, batch, keys, num_samples):
+    """Discriminator outputs on test data and on as many fresh samples."""
+    del num_samples
+    d_params, d_stats = params["params"][DISCRIMINATOR], params["batch_stats"][DISCRIMINATOR]
+    labels = batch["label"]
+    real_logits, _ = self._critic(d_params, d_stats, batch["x"], labels, False)
+    fake = self.sample(params, keys, labels)
+    fake_logits, _ = self._critic(d_params, d_stats, fake, labels, False)
+    return {
+      "d_real_logit": real_logits,
+      "d_fake_logit": fake_logits,
+      "d_accuracy": 0.5 * ((real_logits > 0).astype(jnp.float32) + (fake_logits < 0)),
+    }
+
+  def pictures(self, params, batch, key):
+    if self.data.kind == "points":
+      return self._point_pictures(params, batch, key)
+    return self._image_pictures(params, key)
+
+  def _samples(self, params, key, labels):
+    keys = jax.random.split(key, labels.shape[0])
+    return np.asarray(jax.jit(self.sample)(params, keys, labels))
+
+  def _image_pictures(self, params, key):
+    grid = lambda x, nrow: image_lib.make_grid(np.asarray(self.to_unit(x)), nrow=nrow)  # noqa: E731
+    if self.conditional:
+      labels = jnp.repeat(jnp.arange(self.num_classes), 10)
+      # The same 10 noise vectors in every row: only the label changes down a column.
+      keys = jnp.tile(jax.random.split(key, 10), self.num_classes)
+      samples = np.asarray(jax.jit(self.sample)(params, keys, labels))
+      out = {"samples_by_class": grid(samples, 10)}
+    else:
+      out = {"samples": grid(self._samples(params, key, jnp.zeros((64,), jnp.int32)), 8)}
+    out["interpolations"] = grid(self._interpolations(params, key), 10)
+    return out
+
+  def _interpolations(self, params, key, rows: int = 8, steps: int = 10):
+    ends = jax.random.normal(key, (rows, 2, self.latent_dim))
+    z = np.concatenate([image_lib.interpolation_codes(a, b, steps) for a, b in np.asarray(ends)])
+    labels = jnp.repeat(jnp.arange(rows) % max(self.num_classes, 1), steps)
+    g = params["params"][GENERATOR], params["batch_stats"][GENERATOR]
+    fn = jax.jit(lambda z, y: self._apply(self.generator, *g, z, self._labels(y), False)[0])
+    return fn(jnp.asarray(z, jnp.float32), labels)
+
+  def _point_pictures(self, params, batch, key, n: int = 2000, grid: int = 100):
+    labels = jnp.zeros((n,), jnp.int32)
+    points = self._samples(params, key, labels)
+    ref = self.data.modes if self.data.modes is not None else np.asarray(batch["x"])
+    lim = 1.25 * float(np.max(np.abs(ref))) + 3 * (self.data.mode_std or 0.0)
+    axis = np.linspace(-lim, lim, grid, dtype=np.float32)
+    mesh = np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
+    d_params, d_stats = params["params"][DISCRIMINATOR], params["batch_stats"][DISCRIMINATOR]
+    critic = jax.jit(lambda v: self._critic(d_params, d_stats, v, None, False)[0])
+    values = np.asarray(critic(jnp.asarray(mesh))).reshape(grid, grid)
+    modes = self.data.modes
+    return {
+      "samples": image_lib.render_points(points, modes, f"{n} samples"),
+      "discriminator": image_lib.render_points(
+        points, modes, "discriminator logit and samples", surface=(axis, axis, values)
+      ),
+    }
