@@ -13,7 +13,11 @@ from genjax.evaluation import suite
 from genjax.training import loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "experiments" / "configs").glob("*.py"))
+# CIFAR-10 cannot be downloaded here: tests/test_cifar10_mock.py runs that config on mock data.
+MOCK_ONLY_CONFIGS = ("wgan_gp_cifar10",)
+CONFIGS = sorted(
+  p for p in (REPO / "experiments" / "configs").glob("*.py") if p.stem not in MOCK_ONLY_CONFIGS
+)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)

@@ -181,6 +181,18 @@ def test_no_manual_dir_message(tmp_path, monkeypatch):
     load_dataset("mnist", data_dir=str(tmp_path))
 
 
+def test_cifar10_without_data_says_which_file_goes_where(tmp_path, monkeypatch):
+  # Not shipped and not downloadable offline: only mock data (tests/test_cifar10_mock.py)
+  # or the raw archive in a manual dir make it loadable.
+  monkeypatch.setattr(sources, "_host_reachable", lambda host: False)
+  missing = tmp_path / "nowhere"
+  with pytest.raises(DatasetNotFoundError) as info:
+    load_dataset("cifar10", data_dir=str(tmp_path / "tfds"), manual_dir=str(missing))
+  msg = str(info.value)
+  for part in ("cifar10", "cifar-10-binary.tar.gz", str(missing), "GENJAX_MANUAL_DIR"):
+    assert part in msg
+
+
 def test_network_probe_is_bounded():
   start = time.perf_counter()
   sources._host_reachable("storage.googleapis.com", timeout=1.0)

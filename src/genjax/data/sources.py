@@ -8,6 +8,8 @@ Two families:
 * Anything else is read through tensorflow-datasets (``mnist``,
   ``fashion_mnist``, ``cifar10``, ...). The decoded splits are cached as
   ``.npz`` next to the prepared dataset, so only the first load is slow.
+  Under ``tfds.testing.mock_data`` they are read from the mock's random
+  examples instead: nothing is prepared and nothing is cached.
 """
 
 from __future__ import annotations
@@ -226,7 +228,8 @@ def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
   data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or None
   manual_dir = _resolve_manual_dir(name, manual_dir)
   builder = tfds.builder(name, data_dir=data_dir)
-  if not builder.is_prepared():
+  mocked = _tfds_mocked()
+  if not mocked and not builder.is_prepared():
     # Several runs or test workers may start on an unprepared dataset at once.
     with _file_lock(os.path.join(builder.data_dir_root, f".genjax-{builder.name}.lock")):
       builder = tfds.builder(name, data_dir=data_dir)
@@ -237,14 +240,18 @@ def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
     raise ValueError(f"tfds dataset {name!r} has no 'image' feature.")
   has_label = "label" in features
   splits = builder.info.splits
+  if mocked and not splits:
+    # Without metadata files the mock knows no split names, and serves any.
+    splits = ("train", "test")
   test_split = next((s for s in ("test", "validation") if s in splits), None)
   if "train" not in splits or test_split is None:
     raise ValueError(
       f"tfds dataset {name!r} needs a 'train' and a 'test' or 'validation'"
       f" split; it has {sorted(splits)}."
     )
-  train = _load_split_cached(builder, "train", has_label)
-  test = _load_split_cached(builder, test_split, has_label)
+  read = _read_split_mocked if mocked else _load_split_cached
+  train = read(builder, "train", has_label)
+  test = read(builder, test_split, has_label)
   return Dataset(
     name=name,
     kind="image",
@@ -253,6 +260,18 @@ def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
     num_classes=features["label"].num_classes if has_label else 1,
     shape=tuple(train["image"].shape[1:]),
   )
+
+
+def _tfds_mocked() -> bool:
+  """Whether ``tfds.testing.mock_data`` (or a similar patch) is active.
+
+  The mock replaces ``DatasetBuilder.as_data_source`` (and ``download_and_prepare``,
+  ``as_dataset``, the data dir) with functions defined elsewhere; it sets no flag.
+  """
+  from tensorflow_datasets.core import dataset_builder  # pylint: disable=g-import-not-at-top
+
+  as_data_source = dataset_builder.DatasetBuilder.as_data_source
+  return getattr(as_data_source, "__module__", None) != dataset_builder.__name__
 
 
 @contextlib.contextmanager
@@ -385,14 +404,27 @@ def _read_split(builder, split: str, has_label: bool) -> dict[str, np.ndarray]:
     return _read_split_tf(builder, split, has_label)
   source = builder.as_data_source(split=split)
   n = len(source)
-  images, labels = [], []
+  chunks = []
   for start in range(0, n, _READ_CHUNK):
     records = source.__getitems__(list(range(start, min(start + _READ_CHUNK, n))))
-    images.append(np.stack([r["image"] for r in records]))
-    if has_label:
-      labels.append(np.array([r["label"] for r in records]))
-  images = np.concatenate(images).astype(np.uint8)
-  labels = np.concatenate(labels) if has_label else np.zeros(n)
+    chunks.append(_stack_records(records, has_label))
+  return {k: np.concatenate([c[k] for c in chunks]) for k in ("image", "label")}
+
+
+def _read_split_mocked(builder, split: str, has_label: bool) -> dict[str, np.ndarray]:
+  """Reads a split of ``tfds.testing.mock_data``'s random examples.
+
+  Never cached: the npz cache would hand the random arrays to later real runs.
+  """
+  source = builder.as_data_source(split=split)
+  # One by one: the mock's __getitems__ is not bound to its source (tfds 4.9),
+  # and the mock's as_dataset aborts in TensorFlow for batch_size=-1.
+  return _stack_records([source[i] for i in range(len(source))], has_label)
+
+
+def _stack_records(records, has_label: bool) -> dict[str, np.ndarray]:
+  images = np.stack([np.asarray(r["image"]) for r in records]).astype(np.uint8)
+  labels = np.array([r["label"] for r in records]) if has_label else np.zeros(len(records))
   return {"image": images, "label": labels.astype(np.int32)}
 
 

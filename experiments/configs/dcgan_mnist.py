@@ -1,0 +1,38 @@
+"""DCGAN on MNIST (Radford et al. 2016), images in [-1, 1].
+
+Strided convolutions in D, BatchNorm in both players (statistics synchronized
+across devices), ReLU + tanh in G, LeakyReLU(0.2) in D, Adam(2e-4, β1 = 0.5),
+non-saturating loss; G upsamples by sub-pixel convolution instead of
+transposed convolution (see ``genjax.models.gan``). ``images/samples.png``
+uses fixed noise; ``images/history/`` keeps it over training.
+
+Command:
+  python -m genjax.main --config=experiments/configs/dcgan_mnist.py --workdir=runs/dcgan_mnist
+  python -m genjax.evaluate --workdir=runs/dcgan_mnist
+"""
+
+from genjax import config as genjax_config
+
+
+def get_config():
+  c = genjax_config.defaults()
+  c.family = "gan"
+  c.data.name = "mnist"
+  c.data.preprocess = "scale_pm1"
+  c.model.architecture = "dcgan"
+  c.model.latent_dim = 100
+  c.gan.loss = "non_saturating"
+  c.gan.base_channels = 32
+  c.gan.g_learning_rate = 2e-4
+  c.gan.d_learning_rate = 2e-4
+  c.optimizer.b1 = 0.5
+  c.optimizer.weight_decay = 0.0
+  c.train.batch_size = 64
+  c.train.num_steps = 5000
+  c.train.log_every = 250
+  c.train.eval_every = 1000
+  c.train.checkpoint_every = 1000
+  c.train.ema_decay = 0.999
+  c.eval.batch_size = 500
+  c.evals = "fid_lenet,kid_lenet,precision_recall_lenet,classifier_score_lenet"
+  return c
