@@ -24,7 +24,7 @@ def test_every_shipped_config_is_valid(path):
 @pytest.mark.parametrize(
   "field, value, expected",
   [
-    ("family", "vea", "allowed: ae, cvae, dae, iwae, vae"),
+    ("family", "vea", "allowed: ae, cgan, cvae, dae, gan, iwae, vae"),
     ("data.name", "no_such_dataset", "shipped dataset (digits, ring8"),
     ("data.preprocess", "binarise", "allowed:"),
     ("optimizer.name", "adamax2", "allowed: adam, adamw, sgd, rmsprop"),

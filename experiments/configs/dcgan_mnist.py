@@ -33,6 +33,6 @@ def get_config():
   c.train.eval_every = 1000
   c.train.checkpoint_every = 1000
   c.train.ema_decay = 0.999
-  c.eval.batch_size = 500
+  c.eval.batch_size = 512
   c.evals = "fid_lenet,kid_lenet,precision_recall_lenet,classifier_score_lenet"
   return c

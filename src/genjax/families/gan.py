@@ -34,6 +34,8 @@ from genjax.training.parallel import AXIS
 from genjax.training.train_state import TrainState, ema_update
 
 GENERATOR, DISCRIMINATOR = "generator", "discriminator"
+# Noise vectors used to recompute the EMA generator's BatchNorm statistics.
+STANDING_STATS_EXAMPLES = 1024
 
 
 def _optimizer(config, learning_rate: float, num_steps: int) -> optax.GradientTransformation:
@@ -170,8 +172,38 @@ class GANFamily(Family):
     )
 
   def eval_params(self, state):
-    params = state.ema_params if self.ema_decay > 0 else state.params
-    return {"params": params, "batch_stats": state.model_state}
+    """EMA parameters with BatchNorm statistics that belong to them.
+
+    The running statistics in ``model_state`` were collected with the raw
+    generator; the EMA weights produce other activations, so sampling with
+    them would normalise wrongly. Standing statistics (as in BigGAN) fix that:
+    one pass of the EMA generator over a fixed noise batch in training mode.
+    """
+    if self.ema_decay == 0 or not state.model_state[GENERATOR]:
+      params = state.ema_params if self.ema_decay > 0 else state.params
+      return {"params": params, "batch_stats": state.model_state}
+    g_stats = self._standing_stats(state.ema_params, state.model_state[GENERATOR])
+    stats = dict(state.model_state, **{GENERATOR: g_stats})
+    return {"params": state.ema_params, "batch_stats": stats}
+
+  def _standing_stats(self, params, old_stats, num: int = STANDING_STATS_EXAMPLES):
+    # Outside the data-parallel step: no device axis, and momentum 0 so the
+    # "running" averages become exactly this batch's statistics.
+    module = self.generator.clone(axis_name=None, momentum=0.0)
+    key = jax.random.key(self.config.seed)
+    keys = jax.random.split(key, num)
+    labels = jnp.arange(num, dtype=jnp.int32) % max(self.num_classes, 1)
+
+    @jax.jit
+    def stats(params, stats):
+      z = genjax_random.normal(keys, (self.latent_dim,))
+      variables = {"params": params[GENERATOR], "batch_stats": stats}
+      _, updates = module.apply(
+        variables, z, self._labels(labels), train=True, mutable=["batch_stats"]
+      )
+      return updates["batch_stats"]
+
+    return stats(params, old_stats)
 
   # -- training ---------------------------------------------------------------
 

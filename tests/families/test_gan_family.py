@@ -10,6 +10,7 @@ import pytest
 
 from genjax import config as config_lib
 from genjax.data import pipeline
+from genjax.families import gan as gan_family
 from genjax.families.gan import DISCRIMINATOR, GENERATOR
 from genjax.training import checkpoint as checkpoint_lib
 from genjax.training import loop, steps
@@ -153,3 +154,33 @@ def test_conditional_gan_samples_depend_on_the_label():
   a = exp.family.sample(params, keys, jnp.zeros(4, jnp.int32))
   b = exp.family.sample(params, keys, jnp.ones(4, jnp.int32))
   assert a.shape == (4, 2) and float(jnp.abs(a - b).max()) > 1e-4
+
+
+def test_ema_generator_samples_with_its_own_batchnorm_statistics():
+  c = _config()
+  c.family, c.data.name, c.data.preprocess = "cgan", "mnist", "scale_pm1"
+  c.model.architecture, c.model.latent_dim, c.gan.base_channels = "dcgan", 8, 4
+  c.train.ema_decay = 0.9
+  exp = loop.build(c, jax.devices()[:1])
+  fam, state = exp.family, exp.init_state()
+  # An EMA that differs from the raw generator, as it does during training.
+  ema = jax.tree.map(lambda p: 1.5 * p + 0.05, state.params)
+  state = state.replace(ema_params=ema)
+  params = fam.eval_params(state)
+  n = gan_family.STANDING_STATS_EXAMPLES
+  keys = jax.random.split(jax.random.key(c.seed), n)
+  labels = jnp.arange(n, dtype=jnp.int32) % 10
+  # Eval-mode samples of the standing batch = training-mode (batch-statistics) output.
+  module = fam.generator.clone(axis_name=None)
+  z = jax.vmap(lambda k: jax.random.normal(k, (8,)))(keys)
+  want, _ = module.apply(
+    {"params": ema[GENERATOR], "batch_stats": state.model_state[GENERATOR]},
+    z,
+    labels,
+    train=True,
+    mutable=["batch_stats"],
+  )
+  got = fam.sample(params, keys, labels)
+  np.testing.assert_allclose(got, want, atol=2e-4)
+  stale = dict(params, batch_stats=state.model_state)  # the raw generator's statistics
+  assert float(jnp.abs(fam.sample(stale, keys, labels) - want).max()) > 1e-2
