@@ -83,6 +83,16 @@ def normalize(
   return h
 
 
+def bias_before(norm: str) -> bool:
+  """Whether a layer feeding ``norm`` should have a bias.
+
+  BatchNorm subtracts the per-feature batch mean, which cancels a bias
+  exactly; Adam would then turn the bias's round-off gradient into full-size,
+  layout-dependent steps (1 device and 8 devices would drift apart).
+  """
+  return norm != "batch"
+
+
 class ProjectionLogit(nn.Module):
   """Linear logit, plus the projection term of Miyato & Koyama (2018) if conditional.
 
@@ -147,7 +157,7 @@ class MLPGenerator(nn.Module):
     norm = "batch" if self.batch_norm else "none"
     h = one_hot_concat(z, labels, self.num_classes) if self.num_classes > 0 else z
     for width in self.hidden_sizes:
-      h = nn.Dense(width)(h)
+      h = nn.Dense(width, use_bias=bias_before(norm))(h)
       h = act(normalize(h, norm, train=train, axis_name=self.axis_name, momentum=self.momentum))
     return nn.Dense(self.data_dim, name="output")(h)
 
@@ -199,7 +209,7 @@ class MLPDiscriminator(nn.Module):
     if self.num_classes > 0 and self.conditioning == "concat":
       h = one_hot_concat(h, labels, self.num_classes)
     for i, width in enumerate(self.hidden_sizes):
-      h = nn.Dense(width)(h)
+      h = nn.Dense(width, use_bias=i == 0 or bias_before(self.norm))(h)
       if i > 0:
         h = normalize(h, self.norm, train=train, axis_name=self.axis_name, momentum=self.momentum)
       h = act(h)
@@ -284,9 +294,8 @@ class DCGANGenerator(nn.Module):
       normalize, norm="batch", train=train, axis_name=self.axis_name, momentum=self.momentum
     )
     channels = self.base_channels * 2**stages
-    # No bias before BatchNorm: it is cancelled exactly, and Adam would turn its
-    # round-off gradient into full-size, layout-dependent steps.
-    h = nn.Dense(base * base * channels, use_bias=False, name="project")(self._condition(z, labels))
+    project = nn.Dense(base * base * channels, use_bias=bias_before("batch"), name="project")
+    h = project(self._condition(z, labels))
     h = nn.relu(bn(h.reshape(z.shape[0], base, base, channels)))
     for i in range(stages):
       channels //= 2
@@ -347,9 +356,9 @@ class DCGANDiscriminator(nn.Module):
       h = one_hot_channels(h, labels, self.num_classes)
     channels, i = self.base_channels, 0
     while max(h.shape[1], h.shape[2]) > 4:
-      batch_norm = i > 0 and self.norm == "batch"  # A bias before BatchNorm cancels out.
+      use_bias = i == 0 or bias_before(self.norm)
       conv = nn.Conv(
-        channels, (4, 4), strides=(2, 2), padding="SAME", use_bias=not batch_norm, name=f"conv{i}"
+        channels, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias, name=f"conv{i}"
       )
       h = conv(h)
       if i > 0:
