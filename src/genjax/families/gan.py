@@ -186,12 +186,17 @@ class GANFamily(Family):
     stats = dict(state.model_state, **{GENERATOR: g_stats})
     return {"params": state.ema_params, "batch_stats": stats}
 
-  def _standing_stats(self, params, old_stats, num: int = STANDING_STATS_EXAMPLES):
+  def _standing_stats(self, params, old_stats):
+    return self._standing_stats_fn(params, old_stats)
+
+  @functools.cached_property
+  def _standing_stats_fn(self):
+    """Compiled once per family: every evaluation reuses it."""
     # Outside the data-parallel step: no device axis, and momentum 0 so the
     # "running" averages become exactly this batch's statistics.
     module = self.generator.clone(axis_name=None, momentum=0.0)
-    key = jax.random.key(self.config.seed)
-    keys = jax.random.split(key, num)
+    num = STANDING_STATS_EXAMPLES
+    keys = jax.random.split(jax.random.key(self.config.seed), num)
     labels = jnp.arange(num, dtype=jnp.int32) % max(self.num_classes, 1)
 
     @jax.jit
@@ -203,7 +208,7 @@ class GANFamily(Family):
       )
       return updates["batch_stats"]
 
-    return stats(params, old_stats)
+    return stats
 
   # -- training ---------------------------------------------------------------
 
