@@ -9,8 +9,15 @@ prints a table and writes ``bench_results/bench.json``. For each config:
   metric collection and checkpointing, timed over its second logging interval
   (the first includes compilation).
 * ``loop_over_bare``: loop throughput / bare throughput (1.0 = no overhead).
+
+Diffusion samplers (``--sampler_configs``) are timed on one batch of
+``--sampler_batch`` samples: DDIM with ``config.diffusion.sample_steps`` steps and
+DDPM with all T, each beside the bare denoiser forward pass on the same batch
+(``over_forward``: sampler network evaluations per second / forward passes per
+second; 1.0 = the compiled loop adds nothing).
 """
 
+import functools
 import json
 import pathlib
 import platform
@@ -19,6 +26,7 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 from absl import app, flags
 
 from genjax import config as config_lib
@@ -28,12 +36,25 @@ from genjax.training import loop, steps, writers
 REPO = pathlib.Path(__file__).resolve().parents[1]
 _CONFIGS = flags.DEFINE_list(
   "configs",
-  ["vae_digits", "vae_mnist", "iwae_mnist", "vae_conv_fashion_mnist", "gan_grid25", "dcgan_mnist"],
+  [
+    "vae_digits",
+    "vae_mnist",
+    "iwae_mnist",
+    "vae_conv_fashion_mnist",
+    "gan_grid25",
+    "dcgan_mnist",
+    "ddpm_ring8",
+    "ddpm_mnist",
+  ],
   "Experiment configs (names in experiments/configs).",
 )
+_SAMPLER_CONFIGS = flags.DEFINE_list(
+  "sampler_configs", ["ddpm_mnist"], "Diffusion configs whose samplers are timed."
+)
+_SAMPLER_BATCH = flags.DEFINE_integer("sampler_batch", 64, "Samples per sampler call.")
 _STEPS = flags.DEFINE_integer("steps", 400, "Timed steps per measurement.")
 # Configs whose step takes ~0.1 s or more are timed over fewer steps.
-_STEP_DIVISOR = {"dcgan_mnist": 4}
+_STEP_DIVISOR = {"dcgan_mnist": 4, "ddpm_mnist": 4}
 _OUT = flags.DEFINE_string("out", str(REPO / "bench_results" / "bench.json"), "JSON output.")
 
 
@@ -78,6 +99,47 @@ def bench_loop(config, num_steps):
   return summary["train/steps_per_sec"]
 
 
+def _timed(fn, *args, repeats=1):
+  """(first-call seconds, seconds per later call) of a compiled function."""
+  start = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  first = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(repeats):
+    jax.block_until_ready(fn(*args))
+  return first, (time.perf_counter() - start) / repeats
+
+
+def bench_samplers(config, batch):
+  """Sampler throughput on one batch, each beside the bare denoiser forward pass."""
+  exp = loop.build(config)
+  family, d = exp.family, config.diffusion
+  params = family.eval_params(exp.init_state())
+  keys = jax.random.split(jax.random.key(0), batch)
+  labels = jnp.arange(batch, dtype=jnp.int32) % max(exp.dataset.num_classes, 1)
+  x = jax.random.normal(jax.random.key(1), (batch,) + tuple(exp.dataset.shape))
+  t = jnp.full((batch,), family.num_steps // 2, jnp.int32)
+  forward = jax.jit(lambda p, x, t: family.denoise(p, x, t, labels))
+  _, forward_s = _timed(forward, params, x, t, repeats=20)
+  rows = []
+  for sampler, num in (("ddim", int(d.sample_steps)), ("ddpm", family.num_steps)):
+    fn = jax.jit(functools.partial(family.generate, sampler=sampler, steps=num))
+    first, per_call = _timed(fn, params, keys, labels)
+    evals = num * (2 if family.conditional and d.guidance_scale not in (0.0, 1.0) else 1)
+    rows.append(
+      dict(
+        sampler=f"{sampler}-{num}",
+        batch_size=batch,
+        compile_s=round(first - per_call, 2),
+        samples_per_s=round(batch / per_call, 1),
+        net_evals_per_s=round(evals / per_call, 1),
+        forward_per_s=round(1 / forward_s, 1),
+        over_forward=round(evals / per_call * forward_s, 3),
+      )
+    )
+  return rows
+
+
 def main(argv):
   del argv
   writers.configure_logging()
@@ -102,6 +164,12 @@ def main(argv):
       )
     )
     print(json.dumps(rows[-1]), flush=True)
+  sampler_rows = []
+  for name in _SAMPLER_CONFIGS.value:
+    config = config_lib.load_config(REPO / "experiments" / "configs" / f"{name}.py")
+    for row in bench_samplers(config, _SAMPLER_BATCH.value):
+      sampler_rows.append(dict(config=name, **row))
+      print(json.dumps(row), flush=True)
   result = dict(
     devices=[str(d) for d in jax.devices()],
     jax=jax.__version__,
@@ -109,6 +177,7 @@ def main(argv):
     machine=platform.machine(),
     steps=_STEPS.value,
     results=rows,
+    samplers=sampler_rows,
   )
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +188,15 @@ def main(argv):
     print(
       f"{r['config']:<26}{r['batch_size']:>6}{r['compile_s']:>10}{r['bare_steps_per_s']:>11}"
       f"{r['loop_steps_per_s']:>11}{r['loop_over_bare']:>10}"
+    )
+  if sampler_rows:
+    print(
+      f"{'sampler':<26}{'batch':>6}{'samples/s':>11}{'net evals/s':>13}{'forward/s':>11}{'ratio':>7}"
+    )
+  for r in sampler_rows:
+    print(
+      f"{r['config'] + ' ' + r['sampler']:<26}{r['batch_size']:>6}{r['samples_per_s']:>11}"
+      f"{r['net_evals_per_s']:>13}{r['forward_per_s']:>11}{r['over_forward']:>7}"
     )
   print(f"wrote {out}")
 

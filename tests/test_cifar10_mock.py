@@ -63,8 +63,12 @@ def test_mock_cifar10_shapes_and_nothing_cached(tmp_tfds, monkeypatch):
     load_dataset("cifar10", manual_dir=str(tmp_tfds.parent / "nowhere"))
 
 
-def test_wgan_gp_cifar10_two_steps_under_mock(tmp_tfds, tmp_path, shrink):
-  c = config_lib.load_config(REPO / "experiments" / "configs" / "wgan_gp_cifar10.py")
+@pytest.mark.parametrize(
+  "name, logged",
+  [("wgan_gp_cifar10", "train/gradient_penalty"), ("ddpm_cifar10", "train/grad_norm")],
+)
+def test_cifar10_config_two_steps_under_mock(name, logged, tmp_tfds, tmp_path, shrink):
+  c = config_lib.load_config(REPO / "experiments" / "configs" / f"{name}.py")
   c = shrink(c)
   c.gan.base_channels = 8  # Keeps CPU time small; the architecture is unchanged.
   c.data.data_dir = str(tmp_tfds)
@@ -76,7 +80,7 @@ def test_wgan_gp_cifar10_two_steps_under_mock(tmp_tfds, tmp_path, shrink):
   train = [r for r in records if "train/loss" in r]
   assert [r["step"] for r in train] == [1, 2]
   for r in train:  # The writer records non-finite values as null.
-    assert all(_finite(r[k]) for k in ("train/loss", "train/gradient_penalty"))
+    assert all(_finite(r[k]) for k in ("train/loss", logged))
   evals = [r for r in records if any(k.startswith("eval/") for k in r)]
   assert evals and {"eval/fid_lenet", "eval/fid_lenet_floor"} <= set(evals[-1])
   assert all(v is not None for v in evals[-1].values())  # None marks a non-finite value.

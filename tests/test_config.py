@@ -24,7 +24,7 @@ def test_every_shipped_config_is_valid(path):
 @pytest.mark.parametrize(
   "field, value, expected",
   [
-    ("family", "vea", "allowed: ae, cgan, cvae, dae, gan, iwae, vae"),
+    ("family", "vea", "allowed: ae, cgan, cvae, dae, ddpm, gan, iwae, vae"),
     ("data.name", "no_such_dataset", "shipped dataset (digits, ring8"),
     ("data.preprocess", "binarise", "allowed:"),
     ("optimizer.name", "adamax2", "allowed: adam, adamw, sgd, rmsprop"),
@@ -128,3 +128,36 @@ def test_conv_model_on_an_incompatible_image_size_is_a_config_error(tmp_path):
   )
   assert result.returncode == 2
   assert "(8, 8, 1)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_overrides_parse_with_the_fields_type():
+  c = config_lib.defaults()
+  applied = config_lib.apply_overrides(
+    c,
+    [
+      "diffusion.sampler=ddpm",
+      "diffusion.guidance_scale=3",
+      "diffusion.sample_steps=20",
+      "diffusion.clip_x0=false",
+      "diffusion.guidance_scales=0,1.5",
+    ],
+  )
+  assert c.diffusion.sampler == "ddpm" and c.diffusion.sample_steps == 20
+  assert c.diffusion.guidance_scale == 3.0 and isinstance(c.diffusion.guidance_scale, float)
+  assert c.diffusion.clip_x0 is False and c.diffusion.guidance_scales == (0.0, 1.5)
+  assert applied["diffusion.sample_steps"] == 20 and len(applied) == 5
+
+
+@pytest.mark.parametrize(
+  "item, message",
+  [
+    ("diffusion.nope=1", "diffusion.nope=1"),
+    ("diffusion", "field=value"),
+    ("diffusion=3", "existing config field"),
+    ("diffusion.sample_steps=many", "sample_steps=many"),
+    ("diffusion.clip_x0=maybe", "not a boolean"),
+  ],
+)
+def test_bad_overrides_name_the_field(item, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.apply_overrides(config_lib.defaults(), [item])

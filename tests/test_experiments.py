@@ -14,7 +14,7 @@ from genjax.training import loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # CIFAR-10 cannot be downloaded here: tests/test_cifar10_mock.py runs that config on mock data.
-MOCK_ONLY_CONFIGS = ("wgan_gp_cifar10",)
+MOCK_ONLY_CONFIGS = ("wgan_gp_cifar10", "ddpm_cifar10")
 CONFIGS = sorted(
   p for p in (REPO / "experiments" / "configs").glob("*.py") if p.stem not in MOCK_ONLY_CONFIGS
 )
@@ -43,6 +43,15 @@ def test_config_runs_two_steps_end_to_end(path, tmp_path, shrink):
     if config.data.name not in ("ring8", "grid25"):
       expected = {"samples_by_class.png" if config.family == "cgan" else "samples.png"}
       expected.add("interpolations.png")
+    assert expected <= set(pictures)
+    return
+  if config.family == "ddpm":
+    expected = {"samples.png", "trajectory.png"}
+    if config.data.name not in ("ring8", "grid25", "moons"):
+      expected = {"trajectory.png", "forward.png", "samplers.png"}
+      expected |= (
+        {"samples_by_class.png", "guidance.png"} if config.model.conditional else {"samples.png"}
+      )
     assert expected <= set(pictures)
     return
   assert "reconstructions.png" in pictures and "interpolations.png" in pictures

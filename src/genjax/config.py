@@ -67,6 +67,33 @@ def defaults() -> ml_collections.ConfigDict:
     d_norm="",  # discriminator normalisation: batch | layer | none ("" = batch for DCGAN)
     conditioning="projection",  # conditional D: projection | concat
   )
+  c.diffusion = dict(
+    schedule="linear",  # noise schedule: linear | cosine
+    num_steps=1000,  # T, training timesteps
+    beta_start=1e-4,  # linear schedule endpoints (Ho et al. 2020)
+    beta_end=0.02,
+    parameterization="eps",  # what the network predicts: eps | x0 | v
+    weighting="simple",  # lambda_t: simple (L_simple) | vlb (true bound) | min_snr
+    min_snr_gamma=5.0,  # gamma of the min-SNR weighting (Hang et al. 2023)
+    model_variance="beta",  # reverse-process variance sigma_t^2: beta | posterior (beta tilde)
+    p_uncond=0.1,  # label dropout for classifier-free guidance (conditional models)
+    sampler="ddim",  # sampler of evaluation and pictures: ddpm | ddim
+    sample_steps=50,  # DDIM steps
+    spacing="trailing",  # DDIM timestep spacing: leading | trailing | linspace
+    eta=0.0,  # DDIM stochasticity (0 = deterministic, 1 = DDPM-like)
+    guidance_scale=1.0,  # classifier-free guidance: 1 = conditional, 0 = unconditional
+    guidance_scales=(0.0, 1.0, 2.0, 4.0),  # rows of images/guidance.png
+    clip_x0=True,  # clip predicted x0 to [-1, 1] while sampling
+  )
+  c.unet = dict(
+    channels=64,  # base width
+    channel_mults=(1, 2, 2),  # width multiplier per resolution (each halves the side)
+    num_res_blocks=2,
+    attention_resolutions=(7,),  # image sides with self-attention
+    dropout=0.1,
+    num_groups=16,  # GroupNorm groups
+    conditioning="scale_shift",  # time/class conditioning: scale_shift (adaptive GN) | add
+  )
   c.optimizer = dict(
     name="adam",
     learning_rate=1e-3,
@@ -132,6 +159,53 @@ def _merge(c: ml_collections.ConfigDict, saved: dict) -> None:
       c[key] = tuple(value) if isinstance(c[key], tuple) and isinstance(value, list) else value
     else:
       c[key] = value
+
+
+def apply_overrides(c: ml_collections.ConfigDict, overrides: list[str]) -> dict:
+  """Sets ``field=value`` strings on ``c``, parsing each value with the field's type.
+
+  Args:
+    c: config to change in place.
+    overrides: e.g. ``["diffusion.sampler=ddpm", "diffusion.guidance_scale=3"]``.
+
+  Returns:
+    The fields set, ``{"diffusion.sampler": "ddpm", ...}``.
+
+  Raises:
+    ConfigError: naming an unknown field or a value that does not parse.
+  """
+  applied = {}
+  for item in overrides:
+    field, sep, text = item.partition("=")
+    try:
+      current = _get(c, field)
+    except (KeyError, AttributeError):
+      current = sep = None
+    if not sep or isinstance(current, ml_collections.ConfigDict):
+      raise ConfigError(f"override {item!r}: expected field=value with an existing config field")
+    try:
+      value = _parse_like(current, text)
+    except ValueError as e:
+      raise ConfigError(f"override {item!r}: {e}") from e
+    parent, _, name = field.rpartition(".")
+    (_get(c, parent) if parent else c)[name] = value
+    applied[field] = value
+  return applied
+
+
+def _parse_like(current, text: str):
+  if isinstance(current, bool):
+    if text.lower() not in ("true", "false", "1", "0"):
+      raise ValueError(f"{text!r} is not a boolean")
+    return text.lower() in ("true", "1")
+  if isinstance(current, tuple):
+    items = [v for v in text.strip("()[] ").split(",") if v.strip()]
+    return tuple(_parse_like(current[0], v.strip()) if current else v.strip() for v in items)
+  if isinstance(current, int):
+    return int(text)
+  if isinstance(current, float):
+    return float(text)
+  return text
 
 
 def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:

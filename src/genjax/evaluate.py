@@ -37,6 +37,13 @@ _TEST_METRICS = flags.DEFINE_bool(
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Global eval batch size.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+_SET = flags.DEFINE_multi_string(
+  "set",
+  [],
+  "Config override field=value for this evaluation, e.g. diffusion.sampler=ddpm or "
+  "diffusion.guidance_scale=3 (repeatable). Results then go only to --output.",
+)
+_OUTPUT = flags.DEFINE_string("output", None, "JSON output file (default: workdir/eval.json).")
 flags.mark_flag_as_required("workdir")
 
 
@@ -50,6 +57,7 @@ def evaluate_workdir(
   test_metrics=True,
   batch_size=None,
   step=None,
+  overrides=(),
   progress=False,
 ) -> dict:
   """Evaluates a run directory's checkpoint.
@@ -63,11 +71,14 @@ def evaluate_workdir(
     test_metrics: compute the family's test-split metrics (else only sample metrics).
     batch_size: global eval batch (default ``config.eval.batch_size``).
     step: checkpoint step (default: latest).
+    overrides: ``field=value`` config changes (sampler, guidance, ...); the
+      results are then not appended to the run's logs, and the report names them.
     progress: show progress bars.
 
   Returns:
     ``{"eval/<metric>": value, ..., "step": step, "report": {...}}``.
   """
+  from genjax import config as config_lib
   from genjax.training import checkpoint as checkpoint_lib
   from genjax.training import loop
 
@@ -80,6 +91,7 @@ def evaluate_workdir(
     config.evals = evals
   if batch_size:
     config.eval.batch_size = batch_size
+  applied = config_lib.apply_overrides(config, list(overrides))
   exp = loop.build(config)
   state, _, _ = ckpt.restore(exp.abstract_state(), step)
   ckpt.close()
@@ -104,7 +116,10 @@ def evaluate_workdir(
     progress=progress,
   )
   metrics.update(sample_metrics)
-  _record(workdir, step, metrics)
+  if applied:
+    report = dict(report, overrides=applied)
+  else:
+    _record(workdir, step, metrics)
   return dict(metrics, step=step, report=report)
 
 
@@ -134,13 +149,16 @@ def main(argv):
       test_metrics=_TEST_METRICS.value,
       batch_size=_BATCH_SIZE.value,
       step=_STEP.value,
+      overrides=_SET.value,
       progress=sys.stderr.isatty(),
     )
   except (FileNotFoundError, ConfigError) as e:
     print(f"genjax.evaluate: {e}", file=sys.stderr)
     sys.exit(2)
   text = json.dumps(metrics, indent=1, sort_keys=True)
-  (pathlib.Path(_WORKDIR.value) / "eval.json").write_text(text + "\n")
+  output = pathlib.Path(_OUTPUT.value or pathlib.Path(_WORKDIR.value) / "eval.json")
+  output.parent.mkdir(parents=True, exist_ok=True)
+  output.write_text(text + "\n")
   print(text)
 
 

@@ -7,12 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from family_runs import assert_resume_is_bit_identical
 
 from genjax import config as config_lib
 from genjax.data import pipeline
 from genjax.families import gan as gan_family
 from genjax.families.gan import DISCRIMINATOR, GENERATOR
-from genjax.training import checkpoint as checkpoint_lib
 from genjax.training import loop, steps
 
 
@@ -132,17 +132,8 @@ def test_resumed_gan_run_matches_an_uninterrupted_one(tmp_path, shrink):
     c.evals = ""
     return c
 
-  loop.train_and_evaluate(config(4), tmp_path / "straight")
-  loop.train_and_evaluate(config(2), tmp_path / "resumed")
-  loop.train_and_evaluate(config(4), tmp_path / "resumed")
-  states = []
-  for name in ("straight", "resumed"):
-    ckpt = checkpoint_lib.Checkpointer(tmp_path / name / "checkpoints")
-    exp = loop.build(ckpt.restore_config(4), jax.devices()[:1])
-    states.append(ckpt.restore(exp.abstract_state(), 4)[0])
-    ckpt.close()
-  assert states[0].model_state[DISCRIMINATOR]  # BatchNorm statistics are checkpointed
-  jax.tree.map(np.testing.assert_array_equal, states[0], states[1])
+  state = assert_resume_is_bit_identical(config, tmp_path)
+  assert state.model_state[DISCRIMINATOR]  # BatchNorm statistics are checkpointed
 
 
 def test_conditional_gan_samples_depend_on_the_label():

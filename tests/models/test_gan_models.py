@@ -1,6 +1,5 @@
 """Shape, normalisation, sharding and conditioning tests for genjax.models.gan."""
 
-import functools
 import math
 
 import jax
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
+from model_params import host_params as _host_params
 
 from genjax.models import SubPixelUpsample
 from genjax.models.gan import (
@@ -25,32 +25,6 @@ BATCH = 4
 LATENT = 8
 CLASSES = 10
 WIDTH = 8  # DCGAN base_channels in tests: compile time, not capacity, matters here.
-
-
-def _host_params(module, *args, seed=0, **kwargs):
-  """Variables with `module.init`'s structure, filled from a host RNG.
-
-  XLA-CPU compiles the threefry initializers of a whole model slowly, so `init`
-  is only traced abstractly. Kernels get fan-in scaling so that deep stacks
-  without normalisation stay O(1); running averages start at mean 0, var 1.
-  """
-  init = functools.partial(module.init, **kwargs)
-  shapes = jax.eval_shape(init, jax.random.key(0), *args)
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    name, noise = path[-1].key, rng.standard_normal(leaf.shape)
-    if name in ("mean", "var"):
-      value = np.full(leaf.shape, float(name == "var"))
-    elif name == "scale":
-      value = 1.0 + 0.1 * noise
-    elif name == "kernel":
-      value = noise / math.sqrt(math.prod(leaf.shape[:-1]))
-    else:  # bias, embedding
-      value = (0.1 if name == "bias" else 1.0) * noise
-    return jnp.asarray(value, leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 def _latents(n=BATCH, seed=0):

@@ -2,7 +2,8 @@
 
 The GAN cases add what the autoencoders lack: two optimizers, several
 discriminator minibatches per step, and BatchNorm statistics that must be
-synchronized across devices (``model_state`` is compared too).
+synchronized across devices (``model_state`` is compared too). The diffusion
+case draws timesteps, noise, dropout masks and dropped labels per example.
 """
 
 import jax
@@ -33,6 +34,11 @@ def _tiny_config(parallel: str, family: str = "vae"):
   if family == "cgan":  # DCGAN with BatchNorm in both players, projection D.
     c.data.name, c.data.preprocess, c.model.architecture = "mnist", "scale_pm1", "dcgan"
     c.gan.base_channels, c.train.batch_size = 4, 32
+  if family == "ddpm":  # Conditional U-Net: dropout, label dropout and timesteps per example.
+    c.data.preprocess, c.model.conditional = "scale_pm1", True
+    c.unet.channels, c.unet.num_groups, c.unet.num_res_blocks = 8, 4, 1
+    c.unet.channel_mults, c.unet.attention_resolutions = (1,), ()  # compiles 3x faster
+    c.diffusion.num_steps, c.diffusion.sample_steps, c.diffusion.p_uncond = 10, 5, 0.5
   c.gan.g_learning_rate = c.gan.d_learning_rate = 1e-3  # moves params measurably in 4 steps
   return c
 
@@ -58,7 +64,7 @@ def _train(parallel: str, devices, family: str = "vae"):
   return jax.device_get(exp.parallel.get_replicated(state)), losses
 
 
-@pytest.mark.parametrize("family", ["vae", "dae", "gan", "cgan"])
+@pytest.mark.parametrize("family", ["vae", "dae", "gan", "cgan", "ddpm"])
 def test_one_device_shard_map_and_pmap_agree(family):
   assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"
   one, one_losses = _train("shard_map", jax.devices()[:1], family)

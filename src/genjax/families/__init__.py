@@ -1,6 +1,7 @@
 """Model families, registered by name in :data:`FAMILIES`."""
 
-from genjax.families import autoencoders, gan  # noqa: F401  (register ae, dae, vae, cvae, iwae; gan, cgan)
+# Importing a family module registers it: ae, dae, vae, cvae, iwae; gan, cgan; ddpm.
+from genjax.families import autoencoders, diffusion, gan  # noqa: F401
 from genjax.families.base import FAMILIES, DataInfo, Family, register
 
 __all__ = ["FAMILIES", "DataInfo", "Family", "register"]

@@ -1,0 +1,445 @@
+"""Denoising diffusion (Ho et al. 2020; Song et al. 2021): training, bound, samplers, pictures.
+
+Training draws one timestep per example uniformly, noises the example with
+``q(x_t | x_0)`` and regresses the network's output (ε, x₀ or v, see
+``config.diffusion.parameterization``) with the weighting λ_t chosen by
+``config.diffusion.weighting``. Conditional models (``config.model.conditional``)
+see each label replaced by the null label with probability ``p_uncond``, which
+is what classifier-free guidance needs at sampling time.
+
+Evaluation reports the full variational bound ``L_T + Σ_t L_{t-1} + L_0`` in
+bits/dim on the test split (images: uint8 mapped to [-1, 1], discretized
+Gaussian decoder ``L_0``). With ``num_samples >= T`` every timestep's term is
+computed (the exact bound of Ho et al.'s ``calc_bpd_loop``); with fewer, ``L_T``
+and ``L_0`` stay exact and the middle sum is a stratified unbiased estimate
+from ``num_samples - 1`` timesteps per example.
+
+Samples come from the sampler named in the config (DDPM ancestral or DDIM), with
+classifier-free guidance for conditional models. Network randomness (dropout) is
+drawn per example, so a global batch trains identically on any number of devices.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax import lax
+
+from genjax.data import sources
+from genjax.evaluation import images as image_lib
+from genjax.families.base import Family, register
+from genjax.models import unet as unet_models
+from genjax.objectives import diffusion as diffusion_lib
+from genjax.objectives import random as genjax_random
+from genjax.samplers import diffusion as samplers
+
+# Rows of the sampler comparison picture: DDIM step counts (beside DDPM with all T steps).
+DDIM_PICTURE_STEPS = (10, 20, 50, 100)
+PICTURE_COLUMNS = 10
+
+
+def _errors(c: ml_collections.ConfigDict) -> list[str]:
+  d, errors = c.diffusion, []
+  choices = {
+    "schedule": diffusion_lib.SCHEDULES,
+    "parameterization": diffusion_lib.PARAMETERIZATIONS,
+    "weighting": diffusion_lib.WEIGHTINGS,
+    "model_variance": diffusion_lib.MODEL_VARIANCES,
+    "sampler": samplers.SAMPLERS,
+    "spacing": samplers.SPACINGS,
+  }
+  for field, allowed in choices.items():
+    if d[field] not in allowed:
+      errors.append(f"config.diffusion.{field}={d[field]!r}: allowed: {', '.join(allowed)}")
+  if not isinstance(d.num_steps, int) or d.num_steps < 2:
+    errors.append(f"config.diffusion.num_steps={d.num_steps!r}: must be an integer >= 2")
+  elif not (isinstance(d.sample_steps, int) and 1 <= d.sample_steps <= d.num_steps):
+    errors.append(
+      f"config.diffusion.sample_steps={d.sample_steps!r}: must be an integer in "
+      f"[1, config.diffusion.num_steps={d.num_steps}]"
+    )
+  if not 0.0 < d.beta_start < d.beta_end < 1.0:
+    errors.append(
+      f"config.diffusion.beta_start={d.beta_start!r}, beta_end={d.beta_end!r}: "
+      "need 0 < beta_start < beta_end < 1"
+    )
+  for field in ("p_uncond",):
+    if not 0.0 <= d[field] <= 1.0:
+      errors.append(f"config.diffusion.{field}={d[field]!r}: must be in [0, 1]")
+  if not 0.0 <= d.eta <= 1.0:
+    errors.append(f"config.diffusion.eta={d.eta!r}: must be in [0, 1]")
+  if d.min_snr_gamma <= 0:
+    errors.append(f"config.diffusion.min_snr_gamma={d.min_snr_gamma!r}: must be > 0")
+  points = c.data.name in sources.POINT_DATASETS
+  if points:
+    if d.clip_x0:
+      errors.append(
+        "config.diffusion.clip_x0=True: 2-D point data is not confined to [-1, 1]; set False"
+      )
+    if d.weighting == "vlb":
+      errors.append(
+        "config.diffusion.weighting='vlb': the bound's decoder L_0 is for uint8 images; "
+        "use 'simple' or 'min_snr' on 2-D points"
+      )
+  else:
+    if c.data.preprocess != "scale_pm1":
+      errors.append(
+        f"config.data.preprocess={c.data.preprocess!r}: diffusion runs on images in [-1, 1]; "
+        "use 'scale_pm1'"
+      )
+    if c.unet.conditioning not in unet_models.UNET_CONDITIONINGS:
+      errors.append(
+        f"config.unet.conditioning={c.unet.conditioning!r}: allowed: "
+        f"{', '.join(unet_models.UNET_CONDITIONINGS)}"
+      )
+  return errors
+
+
+@register("ddpm")
+class DiffusionFamily(Family):
+  """Denoising diffusion probabilistic models with DDPM and DDIM samplers.
+
+  Config: ``config.diffusion`` (schedule, objective, sampler, guidance),
+  ``config.unet`` (image denoiser) and ``config.model.hidden_sizes`` (the MLP
+  denoiser for 2-D points); ``config.model.conditional`` for class-conditional
+  models with classifier-free guidance.
+  """
+
+  can_sample = True
+
+  def __init__(self, config: ml_collections.ConfigDict, data):
+    super().__init__(config, data)
+    d = config.diffusion
+    self.conditional = bool(config.model.conditional)
+    if self.conditional and data.num_classes <= 1:
+      raise ValueError(f"a conditional diffusion model needs labels; {data.name!r} has none")
+    self.num_classes = data.num_classes if self.conditional else 0
+    self.null_label = self.num_classes  # The embedding's extra row.
+    betas = diffusion_lib.make_betas(d.schedule, d.num_steps, d.beta_start, d.beta_end)
+    self.noise = diffusion_lib.make_schedule(betas)
+    self.num_steps = int(d.num_steps)
+    self.parameterization, self.weighting = d.parameterization, d.weighting
+    self.model_variance = d.model_variance
+    self.clip_x0 = bool(d.clip_x0) and data.kind == "image"
+    self.model = self._build_model(config, data)
+    self.uses_dropout = data.kind == "image" and config.unet.dropout > 0
+    self._compiled = {}
+
+  def _build_model(self, config, data):
+    if data.kind == "points":
+      sizes = tuple(config.model.hidden_sizes)
+      return unet_models.MLPDenoiser(
+        hidden_size=sizes[0], num_layers=len(sizes), num_classes=self.num_classes
+      )
+    u = config.unet
+    side = data.shape[0]
+    levels = len(u.channel_mults)
+    if side % 2 ** (levels - 1):
+      raise ValueError(
+        f"config.unet.channel_mults={tuple(u.channel_mults)}: {levels} resolutions halve the "
+        f"{side}-pixel side {levels - 1} times; it must divide by {2 ** (levels - 1)}"
+      )
+    return unet_models.UNet(
+      channels=int(u.channels),
+      channel_mults=tuple(u.channel_mults),
+      num_res_blocks=int(u.num_res_blocks),
+      attention_resolutions=tuple(u.attention_resolutions),
+      dropout=float(u.dropout),
+      num_groups=int(u.num_groups),
+      num_classes=self.num_classes,
+      conditioning=u.conditioning,
+    )
+
+  @classmethod
+  def validate(cls, c):
+    return _errors(c)
+
+  # -- network ----------------------------------------------------------------
+
+  def init_params(self, key, batch):
+    x = batch["x"]
+    t = jnp.zeros((x.shape[0],), jnp.int32)
+    labels = batch["label"] if self.conditional else None
+    variables = self.model.init(key, x, t, labels, train=False)
+    return variables["params"], {}
+
+  def denoise(self, params, x_t, t, labels=None, keys=None):
+    """The network's output for ``x_t`` at timesteps ``t`` (dropout when ``keys`` are given).
+
+    Args:
+      params: network parameters.
+      x_t: ``[B, ...]`` noisy inputs.
+      t: ``[B]`` int32 timesteps (0-indexed).
+      labels: ``[B]`` labels (``null_label`` = unconditional); ignored if unconditional.
+      keys: ``[B]`` per-example dropout keys, or None for the deterministic network.
+    """
+    labels = labels if self.conditional else None
+    if keys is None or not self.uses_dropout:
+      return self.model.apply({"params": params}, x_t, t, labels, train=False)
+
+    def one(x, t, y, key):  # Per-example dropout masks: independent of the device split.
+      y = None if y is None else y[None]
+      out = self.model.apply(
+        {"params": params}, x[None], t[None], y, train=True, rngs={"dropout": key}
+      )
+      return out[0]
+
+    return jax.vmap(one)(x_t, t, labels, keys)
+
+  # -- training ---------------------------------------------------------------
+
+  def _noised(self, x0, keys):
+    t_keys, noise_keys = genjax_random.split(keys, 2)
+    t = diffusion_lib.sample_timesteps(t_keys, self.num_steps)
+    eps = genjax_random.normal(noise_keys, x0.shape[1:])
+    return t, eps, diffusion_lib.q_sample(self.noise, x0, t, eps)
+
+  def _loss_terms(self, output, x0, eps, t, x_t, weighting):
+    d = self.config.diffusion
+    return diffusion_lib.per_example_loss(
+      self.noise,
+      self.parameterization,
+      weighting,
+      output,
+      x0,
+      eps,
+      t,
+      x_t,
+      model_variance=self.model_variance,
+      min_snr_gamma=float(d.min_snr_gamma),
+    )
+
+  def loss_fn(self, params, batch, keys, step):
+    del step
+    x0, labels = batch["x"], batch["label"]
+    noise_keys, drop_keys, dropout_keys = genjax_random.split(keys, 3)
+    t, eps, x_t = self._noised(x0, noise_keys)
+    if self.conditional:
+      p_uncond = float(self.config.diffusion.p_uncond)
+      labels = diffusion_lib.drop_labels(drop_keys, labels, p_uncond, self.null_label)
+    output = self.denoise(params, x_t, t, labels, dropout_keys)
+    per_example = self._loss_terms(output, x0, eps, t, x_t, self.weighting)
+    metrics = {}
+    if self.weighting != "simple":  # L_simple alongside, comparable across weightings.
+      simple = self._loss_terms(output, x0, eps, t, x_t, "simple")
+      metrics["mse"] = jnp.mean(lax.stop_gradient(simple))
+    return jnp.mean(per_example), metrics
+
+  # -- evaluation -------------------------------------------------------------
+
+  def eval_fn(self, params, batch, keys, num_samples):
+    """Per-example ``mse`` (L_simple) and, for images, the bound in nats and bits/dim.
+
+    ``num_samples`` is the number of timesteps per example the bound uses
+    (all T when it is at least T).
+    """
+    x0, labels = batch["x"], batch["label"]
+    mse_keys, bound_keys = genjax_random.split(keys, 2)
+    t, eps, x_t = self._noised(x0, mse_keys)
+    output = self.denoise(params, x_t, t, labels)
+    out = {"mse": self._loss_terms(output, x0, eps, t, x_t, "simple")}
+    if self.data.kind == "image":
+      out.update(self._bound(params, x0, labels, bound_keys, num_samples))
+    return out
+
+  def _vlb_term(self, params, x0, labels, t, keys):
+    eps = genjax_random.normal(keys, x0.shape[1:])
+    x_t = diffusion_lib.q_sample(self.noise, x0, t, eps)
+    output = self.denoise(params, x_t, t, labels)
+    x0_hat, _ = diffusion_lib.predict_x0_eps(self.noise, self.parameterization, x_t, t, output)
+    if self.clip_x0:
+      x0_hat = jnp.clip(x0_hat, -1.0, 1.0)
+    return diffusion_lib.vlb_term(self.noise, self.model_variance, x0, x_t, t, x0_hat)
+
+  def _bound(self, params, x0, labels, keys, num_samples):
+    """``L_T + L_0 + Σ_{t≥1} L_t`` (stratified over ``num_samples - 1`` timesteps when < T)."""
+    num_t = self.num_steps
+    strata = min(max(int(num_samples), 2), num_t) - 1  # Middle timesteps 1 .. T-1.
+    edges = np.floor(np.linspace(1, num_t, strata + 1)).astype(np.int32)
+    lo, width = jnp.asarray(edges[:-1]), jnp.asarray(np.diff(edges).astype(np.float32))
+    zero = jnp.zeros((x0.shape[0],), jnp.int32)
+    decoder = self._vlb_term(params, x0, labels, zero, genjax_random.fold_in(keys, 0))
+
+    def body(total, k):
+      step_keys = genjax_random.fold_in(keys, k + 1)
+      u_keys, noise_keys = genjax_random.split(step_keys, 2)
+      offset = jnp.floor(genjax_random.uniform(u_keys, ()) * width[k]).astype(jnp.int32)
+      t = lo[k] + jnp.minimum(offset, width[k].astype(jnp.int32) - 1)
+      return total + width[k] * self._vlb_term(params, x0, labels, t, noise_keys), None
+
+    middle, _ = lax.scan(body, jnp.zeros_like(decoder), jnp.arange(strata))
+    prior = diffusion_lib.prior_kl(self.noise, x0)
+    nll = prior + decoder + middle
+    nats_per_bit_dim = math.prod(self.data.shape) * math.log(2.0)
+    return {
+      "nll": nll,
+      "bits_per_dim": nll / nats_per_bit_dim,
+      "prior_bpd": prior / nats_per_bit_dim,
+      "decoder_bpd": decoder / nats_per_bit_dim,
+    }
+
+  # -- sampling ---------------------------------------------------------------
+
+  def _model_fn(self, params, labels, scale: float):
+    def conditional(x, t, y):
+      return self.denoise(params, x, t, y)
+
+    if not self.conditional or scale == 1.0:
+      return lambda x, t: conditional(x, t, labels)
+    if scale == 0.0:
+      return lambda x, t: conditional(x, t, jnp.full_like(labels, self.null_label))
+    return samplers.guided_model_fn(conditional, labels, self.null_label, scale)
+
+  def generate(
+    self,
+    params,
+    keys,
+    labels,
+    *,
+    sampler: str,
+    steps: int | None = None,
+    scale: float | None = None,
+    trajectory: bool = False,
+  ):
+    """Samples with a named sampler (``steps`` for DDIM, ``scale`` for guidance).
+
+    Returns ``x_0 [B, ...]``, or ``(x_0, trajectory [S, B, ...])`` when asked.
+    """
+    d = self.config.diffusion
+    scale = float(d.guidance_scale if scale is None else scale)
+    model_fn = self._model_fn(params, labels, scale)
+    start_keys, keys = genjax_random.split(keys, 2)
+    x_T = genjax_random.normal(start_keys, self.data.shape)
+    kwargs = dict(parameterization=self.parameterization, clip_x0=self.clip_x0)
+    if sampler == "ddpm":
+      result = samplers.ddpm_sample(
+        model_fn,
+        self.noise,
+        x_T,
+        keys,
+        model_variance=self.model_variance,
+        return_trajectory=trajectory,
+        trajectory_steps=PICTURE_COLUMNS,
+        **kwargs,
+      )
+    else:
+      times = samplers.timesteps(self.num_steps, int(steps or d.sample_steps), d.spacing)
+      result = samplers.ddim_sample(
+        model_fn,
+        self.noise,
+        x_T,
+        keys,
+        timesteps=times,
+        eta=float(d.eta),
+        return_trajectory=trajectory,
+        **kwargs,
+      )
+    return result
+
+  def sample(self, params, keys, labels):
+    x = self.generate(params, keys, labels, sampler=self.config.diffusion.sampler)
+    return jnp.clip(x, -1.0, 1.0) if self.data.kind == "image" else x
+
+  def _jitted(self, **options):
+    """``generate`` compiled once per option set (pictures reuse it at every evaluation)."""
+    name = tuple(sorted(options.items()))
+    if name not in self._compiled:
+      self._compiled[name] = jax.jit(functools.partial(self.generate, **options))
+    return self._compiled[name]
+
+  # -- pictures ---------------------------------------------------------------
+
+  def pictures(self, params, batch, key):
+    if self.data.kind == "points":
+      return self._point_pictures(params, key)
+    return self._image_pictures(params, batch, key)
+
+  def _grid(self, x, nrow):
+    return image_lib.make_grid(np.asarray(self.to_unit(jnp.asarray(x))), nrow=nrow)
+
+  def _image_pictures(self, params, batch, key):
+    d = self.config.diffusion
+    out = {}
+    if self.conditional:
+      labels = jnp.repeat(jnp.arange(self.num_classes), PICTURE_COLUMNS)
+      keys = jnp.tile(jax.random.split(key, PICTURE_COLUMNS), self.num_classes)
+      out["samples_by_class"] = self._grid(self._sample_grid(params, keys, labels), PICTURE_COLUMNS)
+      out["guidance"] = self._guidance_picture(params, key, tuple(d.guidance_scales))
+    else:
+      keys = jax.random.split(key, 64)
+      out["samples"] = self._grid(self._sample_grid(params, keys, jnp.zeros((64,), jnp.int32)), 8)
+    out["trajectory"] = self._trajectory_picture(params, key)
+    out["forward"] = self._forward_picture(batch, key)
+    out["samplers"] = self._sampler_picture(params, key)
+    return out
+
+  def _sample_grid(self, params, keys, labels):
+    return self._jitted(sampler=self.config.diffusion.sampler)(params, keys, labels)
+
+  def _columns(self, key):
+    keys = jax.random.split(jax.random.fold_in(key, 1), PICTURE_COLUMNS)
+    labels = jnp.arange(PICTURE_COLUMNS, dtype=jnp.int32) % max(self.num_classes, 1)
+    return keys, labels
+
+  def _trajectory_picture(self, params, key, rows: int = 8):
+    """Rows: samples; columns: x_t from pure noise (left) to x_0 (right)."""
+    keys = jax.random.split(jax.random.fold_in(key, 2), rows)
+    labels = jnp.arange(rows, dtype=jnp.int32) % max(self.num_classes, 1)
+    sampler = self.config.diffusion.sampler
+    x0, path = self._jitted(sampler=sampler, trajectory=True)(params, keys, labels)
+    del x0
+    pick = np.linspace(0, path.shape[0] - 1, PICTURE_COLUMNS).round().astype(int)
+    path = jnp.clip(path[pick], -1.0, 1.0)  # [S, rows, ...]
+    return self._grid(jnp.swapaxes(path, 0, 1).reshape((-1,) + self.data.shape), PICTURE_COLUMNS)
+
+  def _forward_picture(self, batch, key, rows: int = 8):
+    """Rows: test images; columns: q(x_t | x_0) at evenly spaced t from 0 to T-1."""
+    x0 = jnp.asarray(batch["x"][:rows])
+    t = np.linspace(0, self.num_steps - 1, PICTURE_COLUMNS).round().astype(np.int32)
+    t = jnp.tile(jnp.asarray(t), x0.shape[0])
+    x0 = jnp.repeat(x0, PICTURE_COLUMNS, axis=0)
+    keys = jax.random.split(jax.random.fold_in(key, 3), x0.shape[0])
+    eps = genjax_random.normal(keys, self.data.shape)
+    x_t = diffusion_lib.q_sample(self.noise, x0, t, eps)
+    return self._grid(jnp.clip(x_t, -1.0, 1.0), PICTURE_COLUMNS)
+
+  def _sampler_picture(self, params, key):
+    """Rows: DDIM with 10, 20, 50, 100 steps, then DDPM with all T; same noise per column."""
+    keys, labels = self._columns(key)
+    rows = [
+      self._jitted(sampler="ddim", steps=s)(params, keys, labels)
+      for s in DDIM_PICTURE_STEPS
+      if s < self.num_steps
+    ]
+    rows.append(self._jitted(sampler="ddpm")(params, keys, labels))
+    return self._grid(jnp.clip(jnp.concatenate(rows), -1.0, 1.0), PICTURE_COLUMNS)
+
+  def _guidance_picture(self, params, key, scales):
+    """Rows: guidance scales; columns: classes, the same noise down each column."""
+    keys = jax.random.split(jax.random.fold_in(key, 4), self.num_classes)
+    labels = jnp.arange(self.num_classes, dtype=jnp.int32)
+    sampler = self.config.diffusion.sampler
+    rows = [self._jitted(sampler=sampler, scale=float(s))(params, keys, labels) for s in scales]
+    return self._grid(jnp.clip(jnp.concatenate(rows), -1.0, 1.0), self.num_classes)
+
+  def _point_pictures(self, params, key, n: int = 2000):
+    keys = jax.random.split(key, n)
+    labels = jnp.zeros((n,), jnp.int32)
+    sampler = self.config.diffusion.sampler
+    x0, path = self._jitted(sampler=sampler, trajectory=True)(params, keys, labels)
+    modes = self.data.modes
+    # Structure appears late in the chain: show the middle, three quarters and the step before x_0.
+    frames = path.shape[0]
+    pick = sorted({frames // 2, (3 * frames) // 4, frames - 2})
+    panels = [
+      image_lib.render_points(np.asarray(path[i]), modes, f"frame {i + 1} of {frames}, x_T to x_0")
+      for i in pick
+    ]
+    panels.append(image_lib.render_points(np.asarray(x0), modes, f"{n} samples"))
+    return {
+      "samples": panels[-1],
+      "trajectory": np.concatenate(panels, axis=1),
+    }

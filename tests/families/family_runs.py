@@ -1,0 +1,30 @@
+"""Shared checks for family tests."""
+
+import jax
+import numpy as np
+
+from genjax.training import checkpoint as checkpoint_lib
+from genjax.training import loop
+
+
+def assert_resume_is_bit_identical(config, workdir):
+  """Trains 4 steps straight and 2 + 2 with a restart; the step-4 states must be equal.
+
+  Args:
+    config: ``config(num_steps)`` returns the run's config (checkpointing every 2 steps).
+    workdir: a fresh directory.
+
+  Returns:
+    The restored step-4 state of the uninterrupted run.
+  """
+  loop.train_and_evaluate(config(4), workdir / "straight")
+  loop.train_and_evaluate(config(2), workdir / "resumed")
+  loop.train_and_evaluate(config(4), workdir / "resumed")
+  states = []
+  for name in ("straight", "resumed"):
+    ckpt = checkpoint_lib.Checkpointer(workdir / name / "checkpoints")
+    exp = loop.build(ckpt.restore_config(4), jax.devices()[:1])
+    states.append(ckpt.restore(exp.abstract_state(), 4)[0])
+    ckpt.close()
+  jax.tree.map(np.testing.assert_array_equal, states[0], states[1])
+  return states[0]
