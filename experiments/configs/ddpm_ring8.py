@@ -7,6 +7,12 @@ on the modes.
 
 Command:
   python -m genjax.main --config=experiments/configs/ddpm_ring8.py --workdir=runs/ddpm_ring8
+
+Measured (seed 0, EMA denoiser, 2,500 DDPM samples; floor 8/8 and 98.8 %):
+  8/8 modes at every evaluation; high-quality share 9.6 %, 52.7 %, 68.0 %,
+  75.4 % at 2.5k, 5k, 7.5k, 10k steps (13 min of wall time while two other
+  jobs shared the 2 cores). The samples sit on the modes but spread a little
+  wider than the data's σ = 0.02 (see images/samples_over_modes.png).
 """
 
 from genjax import config as genjax_config
