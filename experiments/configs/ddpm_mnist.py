@@ -44,8 +44,8 @@ def get_config():
   c.train.eval_every = 2_500
   c.train.checkpoint_every = 1_000
   c.train.ema_decay = 0.999
-  c.eval.batch_size = 500
-  c.eval.periodic_examples = 500
+  c.eval.batch_size = 512
+  c.eval.periodic_examples = 512
   c.eval.periodic_nll_samples = 20
   c.eval.nll_samples = 1000
   c.eval.num_images = 16
