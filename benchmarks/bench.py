@@ -45,6 +45,8 @@ _CONFIGS = flags.DEFINE_list(
     "dcgan_mnist",
     "ddpm_ring8",
     "ddpm_mnist",
+    "vqvae_mnist",
+    "pixelcnn_mnist",
   ],
   "Experiment configs (names in experiments/configs).",
 )
@@ -54,7 +56,7 @@ _SAMPLER_CONFIGS = flags.DEFINE_list(
 _SAMPLER_BATCH = flags.DEFINE_integer("sampler_batch", 64, "Samples per sampler call.")
 _STEPS = flags.DEFINE_integer("steps", 400, "Timed steps per measurement.")
 # Configs whose step takes ~0.1 s or more are timed over fewer steps.
-_STEP_DIVISOR = {"dcgan_mnist": 4, "ddpm_mnist": 4}
+_STEP_DIVISOR = {"dcgan_mnist": 4, "ddpm_mnist": 4, "vqvae_mnist": 4, "pixelcnn_mnist": 4}
 _OUT = flags.DEFINE_string("out", str(REPO / "bench_results" / "bench.json"), "JSON output.")
 
 

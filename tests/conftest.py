@@ -24,6 +24,17 @@ os.environ.setdefault("GENJAX_CACHE_DIR", str(REPO / ".cache" / "genjax"))
 if SHARED_DATA.is_dir():
   os.environ.setdefault("GENJAX_MANUAL_DIR", str(SHARED_DATA))
 
+import jax  # noqa: E402  (after XLA_FLAGS)
+
+# Tests build the same programs many times (one config per dataset, resumed
+# runs, 1-device references): XLA's persistent cache compiles each only once.
+jax.config.update(
+  "jax_compilation_cache_dir",
+  os.environ.get("GENJAX_TEST_COMPILATION_CACHE", str(REPO / ".cache" / "jax_compilation")),
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
 
 def shrink(config, num_steps=2):
   """Turns any config into a seconds-long run: small batches, tiny evaluation."""
@@ -45,6 +56,10 @@ def shrink(config, num_steps=2):
   c.diffusion.num_steps = min(c.diffusion.num_steps, 20)
   c.diffusion.sample_steps = min(c.diffusion.sample_steps, 5)
   c.unet.channels, c.unet.num_groups, c.unet.num_res_blocks = 8, 4, 1
+  # Autoregressive sampling runs the network once per pixel: keep it tiny.
+  c.pixelcnn.num_layers, c.pixelcnn.features = 2, 8
+  c.vq.channels, c.vq.res_channels, c.vq.num_res_blocks = (8, 16), 8, 1
+  c.vq.num_embeddings, c.vq.embedding_dim = 32, 8
   return c
 
 

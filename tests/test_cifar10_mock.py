@@ -71,6 +71,8 @@ def test_cifar10_config_two_steps_under_mock(name, logged, tmp_tfds, tmp_path, s
   c = config_lib.load_config(REPO / "experiments" / "configs" / f"{name}.py")
   c = shrink(c)
   c.gan.base_channels = 8  # Keeps CPU time small; the architecture is unchanged.
+  # Two U-Net resolutions instead of four: a 32x32x3 run end to end, at a fifth of the compile time.
+  c.unet.channel_mults, c.unet.attention_resolutions = (1, 2), (16,)
   c.data.data_dir = str(tmp_tfds)
   workdir = tmp_path / "run"
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):

@@ -24,7 +24,11 @@ def test_every_shipped_config_is_valid(path):
 @pytest.mark.parametrize(
   "field, value, expected",
   [
-    ("family", "vea", "allowed: ae, cgan, cvae, dae, ddpm, gan, iwae, vae"),
+    (
+      "family",
+      "vea",
+      "allowed: ae, cgan, cvae, dae, ddpm, gan, iwae, pixelcnn, vae, vqvae, vqvae_prior",
+    ),
     ("data.name", "no_such_dataset", "shipped dataset (digits, ring8"),
     ("data.preprocess", "binarise", "allowed:"),
     ("optimizer.name", "adamax2", "allowed: adam, adamw, sgd, rmsprop"),

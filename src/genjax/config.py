@@ -94,6 +94,31 @@ def defaults() -> ml_collections.ConfigDict:
     num_groups=16,  # GroupNorm groups
     conditioning="scale_shift",  # time/class conditioning: scale_shift (adaptive GN) | add
   )
+  c.vq = dict(
+    num_embeddings=512,  # codebook size K
+    embedding_dim=64,  # code size D
+    beta=0.25,  # commitment weight (van den Oord et al. 2017)
+    ema=True,  # EMA codebook updates (decay, Laplace smoothing) instead of the codebook loss
+    decay=0.99,
+    epsilon=1e-5,
+    restart_threshold=0.0,  # EMA codebook: restart codes used less than this per step (0 = never)
+    channels=(32, 64),  # encoder stride-2 stages (28x28 -> 7x7), mirrored by the decoder
+    num_res_blocks=2,
+    res_channels=32,
+    recon_loss="l2",  # l2 (mean squared error) | bce (pixels in [0, 1], Bernoulli logits)
+  )
+  c.pixelcnn = dict(
+    num_layers=8,  # gated layers (the first is mask type A)
+    features=64,
+    kernel_size=3,  # odd
+    levels=2,  # values per pixel: 2 (binarized images) | 256 (uint8 images)
+    temperature=1.0,  # sampling temperature
+  )
+  c.prior = dict(
+    vqvae_workdir="",  # the first stage's run directory (a trained `vqvae` run)
+    vqvae_step=0,  # its checkpoint step (0 = latest)
+    sample_from="learned",  # codes for samples: learned (the PixelCNN prior) | uniform
+  )
   c.optimizer = dict(
     name="adam",
     learning_rate=1e-3,

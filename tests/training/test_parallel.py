@@ -3,7 +3,9 @@
 The GAN cases add what the autoencoders lack: two optimizers, several
 discriminator minibatches per step, and BatchNorm statistics that must be
 synchronized across devices (``model_state`` is compared too). The diffusion
-case draws timesteps, noise, dropout masks and dropped labels per example.
+case draws timesteps, noise, dropout masks and dropped labels per example. The
+VQ-VAE case keeps an EMA codebook in ``model_state`` (statistics summed over
+devices) and restarts dead codes at encoder outputs gathered from all devices.
 """
 
 import jax
@@ -39,6 +41,12 @@ def _tiny_config(parallel: str, family: str = "vae"):
     c.unet.channels, c.unet.num_groups, c.unet.num_res_blocks = 8, 4, 1
     c.unet.channel_mults, c.unet.attention_resolutions = (1,), ()  # compiles 3x faster
     c.diffusion.num_steps, c.diffusion.sample_steps, c.diffusion.p_uncond = 10, 5, 0.5
+  if family == "vqvae":  # EMA codebook statistics summed over devices; restarts from all of them.
+    c.data.preprocess = "scale_01"
+    c.vq.num_embeddings, c.vq.embedding_dim, c.vq.channels = 16, 4, (4, 8)
+    c.vq.res_channels, c.vq.num_res_blocks = 4, 1
+    c.vq.restart_threshold = 2.0  # 64 images x 4 positions over 16 codes: some fall below
+    c.train.ema_decay = 0.0
   c.gan.g_learning_rate = c.gan.d_learning_rate = 1e-3  # moves params measurably in 4 steps
   return c
 
@@ -60,11 +68,14 @@ def _train(parallel: str, devices, family: str = "vae"):
   losses = []
   for _ in range(NUM_STEPS):
     state, metrics = step_fn(state, exp.parallel.put_batch(next(it)))
-    losses.append(float(exp.parallel.get_replicated(metrics)["loss"]))
+    metrics = exp.parallel.get_replicated(metrics)
+    losses.append(float(metrics["loss"]))
+    if family == "vqvae":  # The restart path runs, so its cross-device agreement is checked.
+      assert float(metrics["codes_restarted"]) > 0
   return jax.device_get(exp.parallel.get_replicated(state)), losses
 
 
-@pytest.mark.parametrize("family", ["vae", "dae", "gan", "cgan", "ddpm"])
+@pytest.mark.parametrize("family", ["vae", "dae", "gan", "cgan", "ddpm", "vqvae"])
 def test_one_device_shard_map_and_pmap_agree(family):
   assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"
   one, one_losses = _train("shard_map", jax.devices()[:1], family)

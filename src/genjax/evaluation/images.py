@@ -189,6 +189,37 @@ def render_points(
   return np.asarray(canvas.buffer_rgba())[..., :3].astype(np.float32) / 255.0
 
 
+def render_histogram(counts: np.ndarray, title: str = "", sort: bool = True) -> np.ndarray:
+  """Draws non-negative counts (e.g. codebook usage) as a bar chart image.
+
+  Args:
+      counts: Counts `[K]`.
+      title: Plot title.
+      sort: Sort the bars by count, most used first (shows how many codes carry the mass).
+
+  Returns:
+      RGB image `[300, 800, 3]` in [0, 1].
+  """
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  counts = np.asarray(counts, np.float64)
+  if counts.ndim != 1 or np.any(counts < 0):
+    raise ValueError(f"counts must be a non-negative vector, got shape {counts.shape}")
+  shown = np.sort(counts)[::-1] if sort else counts
+  fig = Figure(figsize=(8, 3), dpi=100)
+  canvas = FigureCanvasAgg(fig)
+  ax = fig.add_subplot(1, 1, 1)
+  ax.bar(np.arange(len(shown)), shown, width=1.0, color="tab:blue")
+  ax.set_xlabel("code (sorted by use)" if sort else "code")
+  ax.set_ylabel("count")
+  ax.set_xlim(-0.5, len(shown) - 0.5)
+  ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  canvas.draw()
+  return np.asarray(canvas.buffer_rgba())[..., :3].astype(np.float32) / 255.0
+
+
 def scatter_png(
   path: str | os.PathLike,
   points: np.ndarray,

@@ -1,7 +1,8 @@
 """Model families, registered by name in :data:`FAMILIES`."""
 
-# Importing a family module registers it: ae, dae, vae, cvae, iwae; gan, cgan; ddpm.
-from genjax.families import autoencoders, diffusion, gan  # noqa: F401
+# Importing a family module registers it: ae, dae, vae, cvae, iwae; gan, cgan; ddpm;
+# vqvae; pixelcnn, vqvae_prior.
+from genjax.families import autoencoders, autoregressive, diffusion, gan, vqvae  # noqa: F401
 from genjax.families.base import FAMILIES, DataInfo, Family, register
 
 __all__ = ["FAMILIES", "DataInfo", "Family", "register"]

@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genjax.data import sources
 from genjax.evaluation import images as image_lib
-from genjax.families.base import DataInfo, Family, register
+from genjax.families.base import DataInfo, Family, image_data_errors, register
 from genjax.models import Autoencoder, build_autoencoder
 from genjax.models.autoencoder import ARCHITECTURES
 from genjax.models.layers import ACTIVATIONS
@@ -24,12 +23,7 @@ from genjax.objectives import vae as vae_objectives
 
 def _model_errors(c: ml_collections.ConfigDict) -> list[str]:
   m = c.model
-  errors = []
-  if c.data.name in sources.POINT_DATASETS:
-    errors.append(
-      f"config.data.name={c.data.name!r}: family {c.family!r} needs an image dataset "
-      f"(digits or a tensorflow-datasets image dataset), not 2-D points"
-    )
+  errors = image_data_errors(c)
   if m.architecture not in ARCHITECTURES:
     errors.append(
       f"config.model.architecture={m.architecture!r}: allowed: {', '.join(ARCHITECTURES)}"
@@ -48,6 +42,18 @@ def _model_errors(c: ml_collections.ConfigDict) -> list[str]:
       "must be a non-empty sequence of positive integers"
     )
   return errors
+
+
+def recon_loss_errors(field: str, kind: str, preprocess: str) -> list[str]:
+  """Errors of a reconstruction-loss field (``l2`` or ``bce``) given the data's preprocessing."""
+  if kind not in ae_objectives.RECONSTRUCTION_KINDS:
+    return [f"config.{field}={kind!r}: allowed: {', '.join(ae_objectives.RECONSTRUCTION_KINDS)}"]
+  if kind == "bce" and preprocess == "scale_pm1":
+    return [
+      f"config.{field}='bce': needs data in [0, 1]; "
+      "config.data.preprocess='scale_pm1' gives [-1, 1] (use 'l2')"
+    ]
+  return []
 
 
 class _AutoencoderBase(Family):
@@ -149,16 +155,7 @@ class AutoencoderFamily(_AutoencoderBase):
   def validate(cls, c):
     errors = _model_errors(c)
     o = c.objective
-    if o.recon_loss not in ae_objectives.RECONSTRUCTION_KINDS:
-      errors.append(
-        f"config.objective.recon_loss={o.recon_loss!r}: allowed: "
-        f"{', '.join(ae_objectives.RECONSTRUCTION_KINDS)}"
-      )
-    if o.recon_loss == "bce" and c.data.preprocess == "scale_pm1":
-      errors.append(
-        "config.objective.recon_loss='bce': needs data in [0, 1]; "
-        "config.data.preprocess='scale_pm1' gives [-1, 1] (use 'l2')"
-      )
+    errors += recon_loss_errors("objective.recon_loss", o.recon_loss, c.data.preprocess)
     if o.corruption not in ae_objectives.CORRUPTIONS:
       errors.append(
         f"config.objective.corruption={o.corruption!r}: allowed: "

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from genjax.data import sources
 from genjax.training import optim
 from genjax.training.parallel import AXIS
 from genjax.training.train_state import TrainState, ema_update
@@ -105,6 +106,18 @@ class Family:
     """
     raise NotImplementedError
 
+  def stateful_loss_fn(
+    self, params, model_state, batch: dict[str, jax.Array], keys: jax.Array, step: jax.Array
+  ) -> tuple[jax.Array, tuple[Metrics, Any]]:
+    """:meth:`loss_fn` for models with non-trainable state (e.g. an EMA codebook).
+
+    Returns ``(loss, (metrics, new_model_state))``; the default leaves
+    ``model_state`` unchanged. Runs inside the ``data`` axis, so state updates
+    can be synchronised with collectives.
+    """
+    loss, metrics = self.loss_fn(params, batch, keys, step)
+    return loss, (metrics, model_state)
+
   def train_step(
     self, state: TrainState, batch: dict[str, jax.Array], keys: jax.Array
   ) -> tuple[TrainState, Metrics]:
@@ -113,8 +126,10 @@ class Family:
     Gradients and metrics are averaged over devices with ``lax.pmean``, so
     every device applies the identical update to its copy of the state.
     """
-    grad_fn = jax.value_and_grad(self.loss_fn, has_aux=True)
-    (loss, metrics), grads = grad_fn(state.params, batch, keys, state.step)
+    grad_fn = jax.value_and_grad(self.stateful_loss_fn, has_aux=True)
+    (loss, (metrics, model_state)), grads = grad_fn(
+      state.params, state.model_state, batch, keys, state.step
+    )
     grads = lax.pmean(grads, AXIS)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -129,6 +144,7 @@ class Family:
       params=params,
       opt_state=opt_state,
       ema_params=ema_update(state.ema_params, params, self.ema_decay),
+      model_state=model_state,
     )
     return new_state, lax.pmean(metrics, AXIS)
 
@@ -144,6 +160,15 @@ class Family:
       num_samples: importance samples for likelihood estimates.
     """
     raise NotImplementedError
+
+  def summarize_eval(self, means: dict[str, np.ndarray]) -> dict[str, float]:
+    """Turns test-split means of :meth:`eval_fn`'s metrics into reported scalars.
+
+    :meth:`eval_fn` may return vector metrics ``[B, K]`` (e.g. code histograms);
+    their means over the split arrive here as ``[K]`` and a family reduces
+    them (e.g. to a perplexity). The default reports scalars as they are.
+    """
+    return {k: float(v) for k, v in means.items()}
 
   def sample(self, params, keys: jax.Array, labels: jax.Array) -> jax.Array:
     """Generates one example per key, in data space (the model's mean where it has one).
@@ -173,6 +198,16 @@ class Family:
     """Maps data-space values to [0, 1] for pictures."""
     lo, hi = self.data.data_range
     return jnp.clip((x - lo) / (hi - lo), 0.0, 1.0)
+
+
+def image_data_errors(c: ml_collections.ConfigDict) -> list[str]:
+  """The error of a config whose family needs images but whose dataset holds 2-D points."""
+  if c.data.name not in sources.POINT_DATASETS:
+    return []
+  return [
+    f"config.data.name={c.data.name!r}: family {c.family!r} needs an image dataset "
+    f"(digits or a tensorflow-datasets image dataset), not 2-D points"
+  ]
 
 
 FAMILIES: dict[str, type[Family]] = {}

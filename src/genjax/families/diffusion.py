@@ -363,36 +363,38 @@ class DiffusionFamily(Family):
   def _image_pictures(self, params, batch, key):
     d = self.config.diffusion
     out = {}
+    # One compiled sampler draws the sample grid and keeps the trajectories of its rows.
+    sample = self._jitted(sampler=d.sampler, trajectory=True)
     if self.conditional:
       labels = jnp.repeat(jnp.arange(self.num_classes), PICTURE_COLUMNS)
       keys = jnp.tile(jax.random.split(key, PICTURE_COLUMNS), self.num_classes)
-      out["samples_by_class"] = self._grid(self._sample_grid(params, keys, labels), PICTURE_COLUMNS)
+      x0, path = sample(params, keys, labels)
+      out["samples_by_class"] = self._grid(jnp.clip(x0, -1.0, 1.0), PICTURE_COLUMNS)
       out["guidance"] = self._guidance_picture(params, key, tuple(d.guidance_scales))
+      rows = np.arange(min(8, self.num_classes)) * PICTURE_COLUMNS + 1  # One per class.
     else:
       keys = jax.random.split(key, 64)
-      out["samples"] = self._grid(self._sample_grid(params, keys, jnp.zeros((64,), jnp.int32)), 8)
-    out["trajectory"] = self._trajectory_picture(params, key)
+      x0, path = sample(params, keys, jnp.zeros((64,), jnp.int32))
+      out["samples"] = self._grid(jnp.clip(x0, -1.0, 1.0), 8)
+      rows = np.arange(8)
+    out["trajectory"] = self._trajectory_picture(path[:, rows])
     out["forward"] = self._forward_picture(batch, key)
     out["samplers"] = self._sampler_picture(params, key)
     return out
-
-  def _sample_grid(self, params, keys, labels):
-    return self._jitted(sampler=self.config.diffusion.sampler)(params, keys, labels)
 
   def _columns(self, key):
     keys = jax.random.split(jax.random.fold_in(key, 1), PICTURE_COLUMNS)
     labels = jnp.arange(PICTURE_COLUMNS, dtype=jnp.int32) % max(self.num_classes, 1)
     return keys, labels
 
-  def _trajectory_picture(self, params, key, rows: int = 8):
-    """Rows: samples; columns: x_t from pure noise (left) to x_0 (right)."""
-    keys = jax.random.split(jax.random.fold_in(key, 2), rows)
-    labels = jnp.arange(rows, dtype=jnp.int32) % max(self.num_classes, 1)
-    sampler = self.config.diffusion.sampler
-    x0, path = self._jitted(sampler=sampler, trajectory=True)(params, keys, labels)
-    del x0
+  def _trajectory_picture(self, path):
+    """Rows: samples; columns: x_t from pure noise (left) to x_0 (right).
+
+    Args:
+      path: a sampler's trajectory ``[S, rows, ...]``.
+    """
     pick = np.linspace(0, path.shape[0] - 1, PICTURE_COLUMNS).round().astype(int)
-    path = jnp.clip(path[pick], -1.0, 1.0)  # [S, rows, ...]
+    path = jnp.clip(path[pick], -1.0, 1.0)  # [columns, rows, ...]
     return self._grid(jnp.swapaxes(path, 0, 1).reshape((-1,) + self.data.shape), PICTURE_COLUMNS)
 
   def _forward_picture(self, batch, key, rows: int = 8):

@@ -271,3 +271,76 @@ class VectorQuantizer(nn.Module):
         self.ema_embed_sum.value = state.embed_sum
         self.ema_codebook.value = new_codebook
     return vq.straight_through(z_e, z_q), indices, codebook_loss, commitment_loss
+
+
+class VQVAE(nn.Module):
+  """Encoder, vector quantizer and decoder in one module (van den Oord et al. 2017).
+
+  Attributes:
+    channels: stride-2 stage channels of the encoder (mirrored by the decoder).
+    num_res_blocks: residual blocks in encoder and decoder.
+    res_channels: hidden channels inside each residual block.
+    num_embeddings: codebook size ``K``.
+    embedding_dim: code size ``D``.
+    beta: commitment weight.
+    ema: EMA codebook (collection ``"vq_ema"``) instead of a learned parameter.
+    decay: EMA decay.
+    epsilon: Laplace smoothing of the EMA update.
+    out_channels: decoder output channels per pixel.
+    axis_name: device axis the EMA statistics are summed over (``None``: no psum).
+  """
+
+  channels: Sequence[int] = (32, 64)
+  num_res_blocks: int = 2
+  res_channels: int = 32
+  num_embeddings: int = 512
+  embedding_dim: int = 64
+  beta: float = 0.25
+  ema: bool = False
+  decay: float = 0.99
+  epsilon: float = 1e-5
+  out_channels: int = 1
+  axis_name: str | None = None
+
+  def setup(self):
+    self.encoder = VQEncoder(
+      tuple(self.channels), self.num_res_blocks, self.res_channels, self.embedding_dim
+    )
+    self.quantizer = VectorQuantizer(
+      self.num_embeddings,
+      self.embedding_dim,
+      self.beta,
+      self.ema,
+      self.decay,
+      self.epsilon,
+      self.axis_name,
+    )
+    self.decoder = VQDecoder(
+      tuple(self.channels), self.num_res_blocks, self.res_channels, self.out_channels
+    )
+
+  def __call__(self, x: jax.Array, update_ema: bool = False) -> dict[str, jax.Array]:
+    """Encodes, quantizes and decodes ``x`` ``[B, H, W, C]``.
+
+    Returns:
+      ``{"output", "z_e", "indices", "codebook_loss", "commitment_loss"}``: the
+      decoder output ``[B, H, W, out_channels]``, encoder outputs ``[B, h, w, D]``,
+      int32 codes ``[B, h, w]`` and the two VQ losses ``[B]``.
+    """
+    z_e = self.encoder(x)
+    z_q, indices, codebook_loss, commitment_loss = self.quantizer(z_e, update_ema)
+    return {
+      "output": self.decoder(z_q),
+      "z_e": z_e,
+      "indices": indices,
+      "codebook_loss": codebook_loss,
+      "commitment_loss": commitment_loss,
+    }
+
+  def encode(self, x: jax.Array) -> jax.Array:
+    """Code maps ``[B, h, w]`` (int32) of images ``x``."""
+    return self.quantizer(self.encoder(x))[1]
+
+  def decode(self, indices: jax.Array) -> jax.Array:
+    """Decoder output for code maps ``indices`` ``[B, h, w]``."""
+    return self.decoder(self.quantizer.lookup(indices))

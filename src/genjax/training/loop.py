@@ -172,9 +172,10 @@ def evaluate(
   for batch in tqdm.tqdm(batches, desc="eval", disable=not progress, leave=False):
     sums, n = exp.parallel.get_replicated(eval_step(replicated, exp.parallel.put_batch(batch)))
     for k, v in sums.items():
-      totals[k] = totals.get(k, 0.0) + float(v)
+      totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
     count += float(n)
-  metrics = {f"eval/{k}": v / count for k, v in totals.items()}
+  means = exp.family.summarize_eval({k: v / count for k, v in totals.items()})
+  metrics = {f"eval/{k}": v for k, v in means.items()}
   metrics["eval/num_examples"] = count
   return metrics
 

@@ -78,7 +78,11 @@ def make_eval_step(family, *, seed: int, preprocess: str, num_samples: int) -> C
     inputs = prepare_batch(batch, data_keys, preprocess)
     per_example = family.eval_fn(params, inputs, model_keys, num_samples)
     mask = batch["mask"].astype(jnp.float32)
-    sums = {k: lax.psum(jnp.sum(v * mask), AXIS) for k, v in per_example.items()}
+
+    def masked_sum(v):  # [B] or [B, K] (vector metrics, e.g. code histograms).
+      return lax.psum(jnp.sum(v * mask.reshape(mask.shape + (1,) * (v.ndim - 1)), axis=0), AXIS)
+
+    sums = {k: masked_sum(v) for k, v in per_example.items()}
     return sums, lax.psum(jnp.sum(mask), AXIS)
 
   return eval_step

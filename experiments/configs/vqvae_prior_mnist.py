@@ -1,0 +1,46 @@
+"""Second stage of VQ-VAE: a gated PixelCNN prior over the 7x7 code maps of ``vqvae_mnist``.
+
+``config.prior.vqvae_workdir`` points at the first stage's run directory; its
+latest checkpoint (or ``config.prior.vqvae_step``) is loaded, frozen, and
+copied into this run's checkpoints. Training fits the prior to the code maps of
+the training images; samples are code maps drawn from the prior (one compiled
+loop over 49 positions) and decoded by the frozen decoder.
+
+``eval/nll`` is the test NLL of code maps in nats (``bits_per_code`` per
+position). The baseline is a uniform prior over codes:
+``--set=prior.sample_from=uniform`` evaluates it with the same decoder.
+Pictures: ``samples``, ``samples_uniform_prior`` and ``completions`` (the top
+three code rows of test digits kept, the rest sampled).
+
+Command:
+  python -m genjax.main --config=experiments/configs/vqvae_mnist.py --workdir=runs/vqvae_mnist
+  python -m genjax.main --config=experiments/configs/vqvae_prior_mnist.py \
+    --config.prior.vqvae_workdir=runs/vqvae_mnist --workdir=runs/vqvae_prior_mnist
+  python -m genjax.evaluate --workdir=runs/vqvae_prior_mnist
+  python -m genjax.evaluate --workdir=runs/vqvae_prior_mnist --notest_metrics \
+    --set=prior.sample_from=uniform --output=runs/vqvae_prior_mnist/eval_uniform.json
+"""
+
+from genjax import config as genjax_config
+
+
+def get_config():
+  c = genjax_config.defaults()
+  c.family = "vqvae_prior"
+  c.data.name = "mnist"
+  c.data.preprocess = "scale_01"  # As in the first stage.
+  c.prior.vqvae_workdir = "runs/vqvae_mnist"
+  c.pixelcnn.num_layers = 8
+  c.pixelcnn.features = 64
+  c.pixelcnn.kernel_size = 3
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.grad_clip_norm = 1.0
+  c.train.batch_size = 128
+  c.train.num_steps = 5_000
+  c.train.log_every = 250
+  c.train.eval_every = 1_000
+  c.train.checkpoint_every = 1_000
+  c.eval.num_images = 16
+  c.evals = "fid_lenet,kid_lenet,precision_recall_lenet"
+  return c

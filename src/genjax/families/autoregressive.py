@@ -1,0 +1,340 @@
+"""Autoregressive families: PixelCNN on pixels, and a PixelCNN prior over VQ-VAE codes.
+
+``pixelcnn`` (van den Oord et al. 2016) models an image as a product of
+per-pixel categoricals in raster order with a gated PixelCNN (no blind spot):
+``levels = 2`` on binarized images (dynamic binarization resamples every
+epoch; the test split gets one fixed binarization), ``levels = 256`` on uint8
+images (``preprocess="scale_01"``). The likelihood is exact: evaluation reports
+the test NLL in nats per image and bits/dim.
+
+``vqvae_prior`` (van den Oord et al. 2017, second stage) fits the same model to
+the code maps of a trained, frozen ``vqvae`` run (``config.prior.vqvae_workdir``)
+and generates images by sampling codes from the prior and decoding them. The
+frozen first stage is copied into ``TrainState.model_state["vqvae"]`` when the
+run starts, so the run's checkpoints are self-contained. ``config.prior.
+sample_from="uniform"`` draws codes uniformly instead: the baseline the
+learned prior should beat on sample metrics (``genjax.evaluate
+--set=prior.sample_from=uniform``).
+
+Sampling is one compiled ``lax.fori_loop`` over positions, batched; a
+conditional model (``config.model.conditional``) takes the class label.
+"""
+
+import math
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genjax.evaluation import images as image_lib
+from genjax.families.base import Family, image_data_errors, register
+from genjax.families.vqvae import VQVAEFamily
+from genjax.models.pixelcnn import GatedPixelCNN
+from genjax.objectives import autoregressive as ar_objectives
+from genjax.samplers import autoregressive as ar_sampler
+
+LEVELS_PREPROCESS = {2: ("binarize_dynamic", "binarize_static"), 256: ("scale_01",)}
+SAMPLE_FROM = ("learned", "uniform")
+PICTURE_COLUMNS = 8
+COMPLETIONS = 3
+
+
+def _pixelcnn_errors(c: ml_collections.ConfigDict) -> list[str]:
+  p, errors = c.pixelcnn, image_data_errors(c)
+  for field in ("num_layers", "features"):
+    if not isinstance(p[field], int) or p[field] < 1:
+      errors.append(f"config.pixelcnn.{field}={p[field]!r}: must be an integer >= 1")
+  if not isinstance(p.kernel_size, int) or p.kernel_size < 3 or p.kernel_size % 2 == 0:
+    errors.append(f"config.pixelcnn.kernel_size={p.kernel_size!r}: must be an odd integer >= 3")
+  if not p.temperature > 0:
+    errors.append(f"config.pixelcnn.temperature={p.temperature!r}: must be > 0")
+  return errors
+
+
+class _AutoregressiveBase(Family):
+  """Gated PixelCNN over integer grids: likelihood, sampling, completions.
+
+  Subclasses say how images map to grids (:meth:`to_grid`) and back
+  (:meth:`from_grid`). Every method takes ``variables``: ``{"prior": params}``
+  plus whatever the mapping needs (the frozen VQ-VAE).
+  """
+
+  can_sample = True
+  unit = "bits_per_dim"
+
+  def __init__(self, config, data, num_values: int, grid_shape: tuple[int, int], input_kind: str):
+    super().__init__(config, data)
+    p = config.pixelcnn
+    self.conditional = bool(config.model.conditional)
+    if self.conditional and data.num_classes <= 1:
+      raise ValueError(f"config.model.conditional=True needs labels; {data.name!r} has none")
+    self.num_classes = data.num_classes if self.conditional else 0
+    self.num_values = num_values
+    self.grid_shape = grid_shape
+    self.temperature = float(p.temperature)
+    self.model = GatedPixelCNN(
+      num_layers=int(p.num_layers),
+      features=int(p.features),
+      num_outputs=num_values,
+      kernel_size=int(p.kernel_size),
+      num_classes=self.num_classes,
+      input_kind=input_kind,
+      num_embeddings=num_values if input_kind == "categorical" else 0,
+    )
+    self._compiled = {}
+
+  # -- grids ------------------------------------------------------------------
+
+  def to_grid(self, variables, x):
+    """Integer grids ``[B, H, W]`` of data-space images ``x``."""
+    raise NotImplementedError
+
+  def from_grid(self, variables, grid):
+    """Data-space images of integer grids ``[B, H, W]``."""
+    raise NotImplementedError
+
+  def _labels(self, labels):
+    return labels if self.conditional else None
+
+  def logits(self, variables, grid, labels):
+    """Per-position logits ``[B, H, W, V]``; position i sees only positions < i."""
+    return self.model.apply({"params": variables["prior"]}, grid, self._labels(labels))
+
+  def nll(self, variables, grid, labels):
+    """Exact negative log-likelihood of each grid, nats ``[B]``."""
+    return ar_objectives.categorical_nll(self.logits(variables, grid, labels), grid)
+
+  # -- training and evaluation ------------------------------------------------
+
+  def init_params(self, key, batch):
+    grid = jnp.zeros((batch["x"].shape[0],) + self.grid_shape, jnp.int32)
+    params = self.model.init(key, grid, self._labels(batch["label"]))["params"]
+    return params, self.frozen_state()
+
+  def frozen_state(self) -> dict:
+    """Non-trainable variables the grids need (none for pixels)."""
+    return {}
+
+  def eval_params(self, state):
+    return {"prior": super().eval_params(state), **state.model_state}
+
+  def stateful_loss_fn(self, params, model_state, batch, keys, step):
+    del keys, step
+    variables = {"prior": params, **model_state}
+    grid = self.to_grid(variables, batch["x"])
+    nll = self.nll(variables, grid, batch["label"])
+    loss = jnp.mean(nll)
+    return loss, ({self.unit: loss / (math.prod(self.grid_shape) * math.log(2.0))}, model_state)
+
+  def eval_fn(self, params, batch, keys, num_samples):
+    del keys, num_samples
+    nll = self.nll(params, self.to_grid(params, batch["x"]), batch["label"])
+    return {"nll": nll, self.unit: nll / (math.prod(self.grid_shape) * math.log(2.0))}
+
+  # -- sampling ---------------------------------------------------------------
+
+  def sample_grid(self, variables, keys, labels, init=None, start=0):
+    """Ancestral samples ``[B, H, W]``; positions before ``start`` are kept from ``init``."""
+    return ar_sampler.sample(
+      lambda grid, y: self.logits(variables, grid, y),
+      self.grid_shape,
+      keys,
+      labels=self._labels(labels),
+      init=init,
+      start=start,
+      temperature=self.temperature,
+    )
+
+  def sample(self, params, keys, labels):
+    return self.from_grid(params, self.sample_grid(params, keys, labels))
+
+  def _jit(self, name, fn):
+    if name not in self._compiled:
+      self._compiled[name] = jax.jit(fn)
+    return self._compiled[name]
+
+  # -- pictures ---------------------------------------------------------------
+
+  def _grid_picture(self, images, nrow):
+    return image_lib.make_grid(np.asarray(self.to_unit(jnp.asarray(images))), nrow=nrow)
+
+  def _sample_picture(self, variables, key, count: int):
+    """About ``count`` samples: rows of 8, or one row per class with the same keys down columns."""
+    if self.conditional:
+      columns = max(1, count // self.num_classes)
+      labels = jnp.repeat(jnp.arange(self.num_classes), columns)
+      keys = jnp.tile(jax.random.split(key, columns), self.num_classes)
+      name = "samples_by_class"
+    else:
+      columns = PICTURE_COLUMNS
+      labels = jnp.zeros((max(count, columns),), jnp.int32)
+      keys = jax.random.split(key, labels.shape[0])
+      name = "samples"
+    images = self._jit("sample", self.sample)(variables, keys, labels)
+    return name, self._grid_picture(images, columns)
+
+  def _completion_picture(self, variables, batch, key, rows: int = 4):
+    """Rows: the occluded input, completions of its bottom half, the original."""
+    x, labels = batch["x"][:rows], batch["label"][:rows]
+    rows = x.shape[0]
+    height, width = self.grid_shape
+    start = (height // 2) * width
+
+    def complete(variables, x, labels, keys):
+      grid = self.to_grid(variables, x)
+      grid = jnp.repeat(grid, COMPLETIONS, axis=0)
+      labels = jnp.repeat(labels, COMPLETIONS)
+      return self.from_grid(variables, self.sample_grid(variables, keys, labels, grid, start))
+
+    keys = jax.random.split(jax.random.fold_in(key, 1), rows * COMPLETIONS)
+    done = self._jit("complete", complete)(variables, x, labels, keys)
+    done = done.reshape((rows, COMPLETIONS) + done.shape[1:])
+    lo, hi = self.data.data_range
+    kept_rows = x.shape[1] * (height // 2) // height  # Image rows above the first sampled one.
+    occluded = x.at[:, kept_rows:].set((lo + hi) / 2)
+    table = jnp.concatenate([occluded[:, None], done, x[:, None]], axis=1)
+    return self._grid_picture(table.reshape((-1,) + x.shape[1:]), COMPLETIONS + 2)
+
+
+@register("pixelcnn")
+class PixelCNNFamily(_AutoregressiveBase):
+  """Gated PixelCNN on binarized (2 levels) or uint8 (256 levels) single-channel images.
+
+  Config: ``config.pixelcnn`` (layers, features, kernel size, levels,
+  temperature); ``config.model.conditional`` for a class-conditional model.
+  """
+
+  def __init__(self, config, data):
+    if data.kind != "image" or data.shape[-1] != 1:
+      raise ValueError(
+        f"family 'pixelcnn' models single-channel images; {data.name!r} has shape {data.shape}"
+      )
+    levels = int(config.pixelcnn.levels)
+    super().__init__(
+      config, data, levels, tuple(data.shape[:2]), "binary" if levels == 2 else "categorical"
+    )
+
+  @classmethod
+  def validate(cls, c):
+    errors = _pixelcnn_errors(c)
+    levels = c.pixelcnn.levels
+    if levels not in LEVELS_PREPROCESS:
+      errors.append(f"config.pixelcnn.levels={levels!r}: allowed: 2, 256")
+    elif c.data.preprocess not in LEVELS_PREPROCESS[levels]:
+      errors.append(
+        f"config.data.preprocess={c.data.preprocess!r}: config.pixelcnn.levels={levels} "
+        f"needs {' or '.join(map(repr, LEVELS_PREPROCESS[levels]))}"
+      )
+    return errors
+
+  def to_grid(self, variables, x):
+    del variables
+    return jnp.round(x[..., 0] * (self.num_values - 1)).astype(jnp.int32)
+
+  def from_grid(self, variables, grid):
+    del variables
+    return (grid.astype(jnp.float32) / (self.num_values - 1))[..., None]
+
+  def pictures(self, params, batch, key):
+    # Each sample runs the network once per pixel: as many as config.eval.num_images.
+    name, samples = self._sample_picture(params, key, batch["x"].shape[0])
+    return {name: samples, "completions": self._completion_picture(params, batch, key)}
+
+
+@register("vqvae_prior")
+class VQPriorFamily(_AutoregressiveBase):
+  """PixelCNN prior over the code maps of a frozen VQ-VAE; samples decode through it.
+
+  Config: ``config.prior`` (first-stage workdir and step, code source for
+  samples) and ``config.pixelcnn`` (the prior network). ``config.data`` must
+  name the dataset and preprocessing the first stage was trained with.
+  """
+
+  unit = "bits_per_code"
+
+  def __init__(self, config, data):
+    self.vqvae, self._first_stage = _load_first_stage(config, data)
+    self.sample_from = config.prior.sample_from
+    super().__init__(config, data, self.vqvae.num_embeddings, self.vqvae.code_shape, "categorical")
+
+  @classmethod
+  def validate(cls, c):
+    errors = _pixelcnn_errors(c)
+    if not c.prior.vqvae_workdir:
+      errors.append(
+        "config.prior.vqvae_workdir='': set it to the run directory of a trained "
+        "'vqvae' experiment (the first stage)"
+      )
+    if not isinstance(c.prior.vqvae_step, int) or c.prior.vqvae_step < 0:
+      errors.append(f"config.prior.vqvae_step={c.prior.vqvae_step!r}: must be an integer >= 0")
+    if c.prior.sample_from not in SAMPLE_FROM:
+      errors.append(
+        f"config.prior.sample_from={c.prior.sample_from!r}: allowed: {', '.join(SAMPLE_FROM)}"
+      )
+    return errors
+
+  def frozen_state(self):
+    return {"vqvae": self._first_stage}
+
+  def to_grid(self, variables, x):
+    return jax.lax.stop_gradient(self.vqvae.encode(variables["vqvae"], x))
+
+  def from_grid(self, variables, grid):
+    return self.vqvae.decode(variables["vqvae"], grid)
+
+  def uniform_grid(self, keys):
+    """Codes drawn uniformly and independently: the no-prior baseline."""
+    return jax.vmap(lambda k: jax.random.randint(k, self.grid_shape, 0, self.num_values))(keys)
+
+  def sample(self, params, keys, labels):
+    if self.sample_from == "uniform":
+      return self.from_grid(params, self.uniform_grid(keys))
+    return super().sample(params, keys, labels)
+
+  def pictures(self, params, batch, key):
+    name, samples = self._sample_picture(params, key, PICTURE_COLUMNS**2)
+    keys = jax.random.split(jax.random.fold_in(key, 2), PICTURE_COLUMNS**2)
+    uniform = self._jit("uniform", lambda v, k: self.from_grid(v, self.uniform_grid(k)))
+    return {
+      name: samples,
+      "samples_uniform_prior": self._grid_picture(uniform(params, keys), PICTURE_COLUMNS),
+      "completions": self._completion_picture(params, batch, key, rows=8),
+    }
+
+
+def _load_first_stage(config, data) -> tuple[VQVAEFamily, dict]:
+  """The first stage's family and its evaluation variables (host arrays)."""
+  from genjax.training import checkpoint as checkpoint_lib  # The loop imports the families.
+
+  workdir = pathlib.Path(config.prior.vqvae_workdir)
+  directory = workdir / "checkpoints"
+  field = f"config.prior.vqvae_workdir={str(config.prior.vqvae_workdir)!r}"
+  if not directory.is_dir():
+    raise ValueError(f"{field}: no checkpoints in {directory.absolute()}; train the vqvae first")
+  ckpt = checkpoint_lib.Checkpointer(directory, async_save=False)
+  try:
+    step = config.prior.vqvae_step or ckpt.latest_step()
+    if step is None or step not in ckpt.manager.all_steps():
+      raise ValueError(f"{field}: no checkpoint at step {step} in {directory.absolute()}")
+    first = ckpt.restore_config(step)
+    if first.family != "vqvae":
+      raise ValueError(f"{field}: holds a {first.family!r} run, not a 'vqvae' one")
+    for name in ("name", "preprocess"):
+      if first.data[name] != config.data[name]:
+        raise ValueError(
+          f"config.data.{name}={config.data[name]!r}: the first stage in {workdir} was "
+          f"trained with {first.data[name]!r}"
+        )
+    family = VQVAEFamily(first, data)
+    example = {
+      "x": jnp.zeros((1,) + tuple(data.shape), jnp.float32),
+      "label": jnp.zeros((1,), jnp.int32),
+    }
+    abstract = jax.eval_shape(lambda: family.init_state(jax.random.key(0), example))
+    state, _, _ = ckpt.restore(abstract, step)
+  finally:
+    ckpt.close()
+  variables = jax.tree.map(np.asarray, family.eval_params(state))
+  return family, variables

@@ -1,0 +1,229 @@
+"""VQ-VAE (van den Oord et al. 2017): discrete codes, straight-through gradients, EMA codebook.
+
+The loss per example is ``recon + codebook_loss + β · commitment_loss`` with the
+reconstruction error averaged over pixels (``l2``: squared error in data space;
+``bce``: Bernoulli cross-entropy of [0, 1] pixels). With ``config.vq.ema`` the
+codebook is not learned by gradients: its moving averages (cluster sizes and
+sums, summed over all devices, so replicas stay equal) live in
+``TrainState.model_state["vq_ema"]`` and are updated once per step, and the
+codebook loss is reported only. Codes whose average use per step falls below
+``config.vq.restart_threshold`` are restarted at encoder outputs drawn from
+the step's global batch (the same draw on every device).
+
+Evaluation reports reconstruction ``mse`` (per pixel), the two VQ losses and,
+over the whole test split, the codebook ``perplexity`` (exp of the entropy of
+code use: K when all codes are used equally) and ``codes_used``.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax import lax
+
+from genjax.evaluation import images as image_lib
+from genjax.families.autoencoders import recon_loss_errors
+from genjax.families.base import Family, image_data_errors, register
+from genjax.models.vqvae import EMA_COLLECTION, VQVAE
+from genjax.objectives import ae as ae_objectives
+from genjax.objectives import vq as vq_lib
+from genjax.training.parallel import AXIS
+
+# Seed stream of the (replica-shared) dead-code restart draws.
+_RESTART_STREAM = 7
+
+
+def build_vqvae(v: ml_collections.ConfigDict, out_channels: int, axis_name=None) -> VQVAE:
+  """The :class:`VQVAE` module described by ``config.vq``."""
+  return VQVAE(
+    channels=tuple(v.channels),
+    num_res_blocks=int(v.num_res_blocks),
+    res_channels=int(v.res_channels),
+    num_embeddings=int(v.num_embeddings),
+    embedding_dim=int(v.embedding_dim),
+    beta=float(v.beta),
+    ema=bool(v.ema),
+    decay=float(v.decay),
+    epsilon=float(v.epsilon),
+    out_channels=out_channels,
+    axis_name=axis_name,
+  )
+
+
+def vq_errors(c: ml_collections.ConfigDict) -> list[str]:
+  """Errors of ``config.vq`` and of the data a VQ-VAE needs."""
+  v, errors = c.vq, image_data_errors(c)
+  for field in ("num_embeddings", "embedding_dim", "res_channels"):
+    if not isinstance(v[field], int) or v[field] < 1:
+      errors.append(f"config.vq.{field}={v[field]!r}: must be an integer >= 1")
+  if not isinstance(v.num_res_blocks, int) or v.num_res_blocks < 0:
+    errors.append(f"config.vq.num_res_blocks={v.num_res_blocks!r}: must be an integer >= 0")
+  if not v.channels or any((not isinstance(ch, int)) or ch < 1 for ch in v.channels):
+    errors.append(
+      f"config.vq.channels={tuple(v.channels)!r}: must be a non-empty sequence of positive integers"
+    )
+  if v.beta < 0:
+    errors.append(f"config.vq.beta={v.beta!r}: must be >= 0")
+  if not 0.0 < v.decay < 1.0:
+    errors.append(f"config.vq.decay={v.decay!r}: must be in (0, 1)")
+  if v.epsilon <= 0:
+    errors.append(f"config.vq.epsilon={v.epsilon!r}: must be > 0")
+  if v.restart_threshold < 0:
+    errors.append(f"config.vq.restart_threshold={v.restart_threshold!r}: must be >= 0")
+  if v.restart_threshold > 0 and not v.ema:
+    errors.append(
+      f"config.vq.restart_threshold={v.restart_threshold!r}: dead-code restarts act on the "
+      "EMA codebook's usage; set config.vq.ema=True or restart_threshold=0"
+    )
+  errors += recon_loss_errors("vq.recon_loss", v.recon_loss, c.data.preprocess)
+  return errors
+
+
+@register("vqvae")
+class VQVAEFamily(Family):
+  """Vector-quantised autoencoder; its code maps feed the ``vqvae_prior`` family.
+
+  Config: ``config.vq`` (codebook, EMA, restarts, encoder/decoder sizes,
+  reconstruction loss).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, data):
+    super().__init__(config, data)
+    if data.kind != "image":
+      raise ValueError(f"family 'vqvae' needs images; {data.name!r} holds {data.kind}")
+    v = config.vq
+    factor = 2 ** len(v.channels)
+    if data.shape[0] % factor or data.shape[1] % factor:
+      raise ValueError(
+        f"config.vq.channels={tuple(v.channels)}: {len(v.channels)} stride-2 stages need image "
+        f"sides divisible by {factor}, got {data.shape[:2]}"
+      )
+    self.recon_loss = v.recon_loss
+    self.ema = bool(v.ema)
+    self.num_embeddings = int(v.num_embeddings)
+    self.restart_threshold = float(v.restart_threshold)
+    self.module = build_vqvae(v, data.shape[-1], axis_name=AXIS)
+    # Outside the data axis (pictures, the second stage): no collective.
+    self.host_module = self.module.clone(axis_name=None)
+    self.code_shape = (data.shape[0] // factor, data.shape[1] // factor)
+
+  @classmethod
+  def validate(cls, c):
+    return vq_errors(c)
+
+  # -- network ----------------------------------------------------------------
+
+  def init_params(self, key, batch):
+    variables = self.host_module.init(key, batch["x"])
+    model_state = {EMA_COLLECTION: variables[EMA_COLLECTION]} if self.ema else {}
+    return variables["params"], model_state
+
+  def eval_params(self, state):
+    """Parameters (EMA where kept) with the codebook's moving averages."""
+    return {"params": super().eval_params(state), **state.model_state}
+
+  def decode_mean(self, output):
+    """Decoder output -> reconstruction in data space."""
+    return jax.nn.sigmoid(output) if self.recon_loss == "bce" else output
+
+  def _terms(self, out, x):
+    dims = math.prod(x.shape[1:])
+    recon = ae_objectives.reconstruction_error(x, out["output"], self.recon_loss) / dims
+    return recon, out["codebook_loss"], out["commitment_loss"]
+
+  # -- training ---------------------------------------------------------------
+
+  def stateful_loss_fn(self, params, model_state, batch, keys, step):
+    del keys
+    x = batch["x"]
+    variables = {"params": params, **model_state}
+    if self.ema:
+      out, updates = self.module.apply(variables, x, update_ema=True, mutable=[EMA_COLLECTION])
+      model_state = dict(model_state, **updates)
+    else:
+      out = self.module.apply(variables, x)
+    recon, codebook, commitment = self._terms(out, x)
+    # With the EMA codebook the codebook loss has no parameter to move: a metric only.
+    vq_loss = commitment + (0.0 if self.ema else codebook)
+    loss = jnp.mean(recon + vq_loss)
+    counts = lax.psum(vq_lib.codebook_usage(out["indices"], self.num_embeddings), AXIS)
+    metrics = {
+      "recon": jnp.mean(recon),
+      "codebook_loss": jnp.mean(codebook),
+      "commitment_loss": jnp.mean(commitment),
+      "perplexity": vq_lib.perplexity(counts),
+      "codes_used": jnp.sum(counts > 0).astype(jnp.float32),
+    }
+    if self.ema and self.restart_threshold > 0:
+      model_state, restarted = self._restart(model_state, out["z_e"], step)
+      metrics["codes_restarted"] = restarted.astype(jnp.float32)
+    return loss, (metrics, model_state)
+
+  def _restart(self, model_state, z_e, step):
+    """Restarts dead codes at encoder outputs of the global batch, identically on every device."""
+    ema = model_state[EMA_COLLECTION]["quantizer"]
+    candidates = lax.stop_gradient(z_e.reshape(-1, z_e.shape[-1]))
+    candidates = lax.all_gather(candidates, AXIS, tiled=True)
+    key = jax.random.fold_in(jax.random.key(self.config.seed + _RESTART_STREAM), step)
+    state = vq_lib.EMAState(ema["cluster_size"], ema["embed_sum"])
+    state, codebook, restarted = vq_lib.ema_restart_dead_codes(
+      state, ema["codebook"], candidates, key, self.restart_threshold
+    )
+    new = {"codebook": codebook, "cluster_size": state.cluster_size, "embed_sum": state.embed_sum}
+    return dict(model_state, **{EMA_COLLECTION: {"quantizer": new}}), restarted
+
+  # -- evaluation -------------------------------------------------------------
+
+  def eval_fn(self, params, batch, keys, num_samples):
+    del keys, num_samples
+    x = batch["x"]
+    out = self.module.apply(params, x)
+    recon, codebook, commitment = self._terms(out, x)
+    mean = self.decode_mean(out["output"])
+    one_hot = jax.nn.one_hot(out["indices"].reshape(x.shape[0], -1), self.num_embeddings)
+    return {
+      "recon": recon,
+      "mse": jnp.mean(jnp.square(mean - x).reshape(x.shape[0], -1), axis=1),
+      "codebook_loss": codebook,
+      "commitment_loss": commitment,
+      "code_frequency": jnp.mean(one_hot, axis=1),  # [B, K]: reduced in summarize_eval.
+    }
+
+  def summarize_eval(self, means):
+    means = dict(means)
+    frequency = np.asarray(means.pop("code_frequency"), np.float64)
+    out = super().summarize_eval(means)
+    out["perplexity"] = float(vq_lib.perplexity(jnp.asarray(frequency)))
+    out["codes_used"] = float(np.sum(frequency > 0))
+    return out
+
+  # -- codes ------------------------------------------------------------------
+
+  def encode(self, params, x):
+    """Code maps ``[B, h, w]`` of data-space images (outside the device axis)."""
+    return self.host_module.apply(params, x, method=VQVAE.encode)
+
+  def decode(self, params, indices):
+    """Images in data space from code maps ``[B, h, w]``."""
+    return self.decode_mean(self.host_module.apply(params, indices, method=VQVAE.decode))
+
+  # -- pictures ---------------------------------------------------------------
+
+  def pictures(self, params, batch, key):
+    del key
+    x = batch["x"]
+    n = min(32, x.shape[0])
+    out = jax.jit(self.host_module.apply)(params, x)
+    recon = self.decode_mean(out["output"][:n])
+    pairs = jnp.stack([x[:n], recon], axis=1).reshape((2 * n,) + x.shape[1:])
+    counts = np.asarray(vq_lib.codebook_usage(out["indices"], self.num_embeddings))
+    return {
+      "reconstructions": image_lib.make_grid(np.asarray(self.to_unit(pairs)), nrow=16),
+      "codebook_usage": image_lib.render_histogram(
+        counts,
+        f"code use on {x.shape[0]} test images ({int(np.sum(counts > 0))} of "
+        f"{self.num_embeddings} codes, perplexity {float(vq_lib.perplexity(counts)):.1f})",
+      ),
+    }
