@@ -31,6 +31,7 @@ from absl import app, flags
 
 from genjax import config as config_lib
 from genjax.data import pipeline
+from genjax.samplers import autoregressive as ar_sampler
 from genjax.training import loop, steps, writers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -52,6 +53,11 @@ _CONFIGS = flags.DEFINE_list(
 )
 _SAMPLER_CONFIGS = flags.DEFINE_list(
   "sampler_configs", ["ddpm_mnist"], "Diffusion configs whose samplers are timed."
+)
+_AR_SAMPLER_CONFIGS = flags.DEFINE_list(
+  "ar_sampler_configs",
+  ["pixelcnn_mnist"],
+  "PixelCNN configs whose raster sampler is timed, whole grid vs receptive-field window.",
 )
 _SAMPLER_BATCH = flags.DEFINE_integer("sampler_batch", 64, "Samples per sampler call.")
 _STEPS = flags.DEFINE_integer("steps", 400, "Timed steps per measurement.")
@@ -142,6 +148,36 @@ def bench_samplers(config, batch):
   return rows
 
 
+def bench_ar_samplers(config, batch):
+  """Raster sampling of a PixelCNN: the network on the whole grid vs on its context rows."""
+  exp = loop.build(config)
+  family = exp.family
+  params = family.eval_params(exp.init_state())
+  keys = jax.random.split(jax.random.key(0), batch)
+  labels = jnp.arange(batch, dtype=jnp.int32) % max(exp.dataset.num_classes, 1)
+  labels = labels if family.conditional else None
+  logits_fn = lambda grid, y: family.logits(params, grid, y)  # noqa: E731
+  rows, whole_s = [], None
+  for name, context in (("whole-grid", None), ("window", family.model.context_rows())):
+    fn = jax.jit(
+      functools.partial(
+        ar_sampler.sample, logits_fn, family.grid_shape, labels=labels, context_rows=context
+      )
+    )
+    first, per_call = _timed(fn, keys)
+    whole_s = whole_s or per_call
+    rows.append(
+      dict(
+        sampler=f"raster-{name}",
+        batch_size=batch,
+        compile_s=round(first - per_call, 2),
+        samples_per_s=round(batch / per_call, 2),
+        over_whole_grid=round(whole_s / per_call, 2),
+      )
+    )
+  return rows
+
+
 def main(argv):
   del argv
   writers.configure_logging()
@@ -172,6 +208,11 @@ def main(argv):
     for row in bench_samplers(config, _SAMPLER_BATCH.value):
       sampler_rows.append(dict(config=name, **row))
       print(json.dumps(row), flush=True)
+  for name in _AR_SAMPLER_CONFIGS.value:
+    config = config_lib.load_config(REPO / "experiments" / "configs" / f"{name}.py")
+    for row in bench_ar_samplers(config, 16):
+      sampler_rows.append(dict(config=name, **row))
+      print(json.dumps(row), flush=True)
   result = dict(
     devices=[str(d) for d in jax.devices()],
     jax=jax.__version__,
@@ -196,6 +237,12 @@ def main(argv):
       f"{'sampler':<26}{'batch':>6}{'samples/s':>11}{'net evals/s':>13}{'forward/s':>11}{'ratio':>7}"
     )
   for r in sampler_rows:
+    if "over_whole_grid" in r:  # Raster sampling: speed-up of the window over the whole grid.
+      print(
+        f"{r['config'] + ' ' + r['sampler']:<26}{r['batch_size']:>6}{r['samples_per_s']:>11}"
+        f"{'':>13}{'':>11}{r['over_whole_grid']:>7}"
+      )
+      continue
     print(
       f"{r['config'] + ' ' + r['sampler']:<26}{r['batch_size']:>6}{r['samples_per_s']:>11}"
       f"{r['net_evals_per_s']:>13}{r['forward_per_s']:>11}{r['over_forward']:>7}"

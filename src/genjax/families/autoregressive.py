@@ -145,6 +145,7 @@ class _AutoregressiveBase(Family):
       init=init,
       start=start,
       temperature=self.temperature,
+      context_rows=self.model.context_rows(),
     )
 
   def sample(self, params, keys, labels):
