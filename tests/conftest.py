@@ -3,6 +3,8 @@
 import os
 import pathlib
 
+import pytest
+
 # Must happen before JAX initialises its backends.
 # 8 virtual devices share 2 cores: under load a collective's threads can arrive
 # late, and XLA's default rendezvous timeout then aborts the whole process.
@@ -28,3 +30,35 @@ if SHARED_DATA.is_dir():
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".cache" / "jax_compilation"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def shrink(config, num_steps=2):
+  """Turns any config into a seconds-long run: small batches, tiny evaluation."""
+  c = config
+  c.train.num_steps = num_steps
+  c.train.batch_size = 16
+  c.train.log_every = 1
+  c.train.checkpoint_every = num_steps
+  c.train.progress_bar = False
+  c.eval.batch_size = 16
+  c.eval.periodic_examples = 16
+  c.eval.periodic_nll_samples = 2
+  c.eval.num_images = 16
+  # Enough samples for a 128-d Fréchet distance; a feature net trained for seconds.
+  c.eval.sample_examples = c.eval.periodic_sample_examples = 160
+  c.eval.feature_net_steps = 40
+  c.gan.base_channels = min(c.gan.base_channels, 8)  # DCGAN convolutions dominate on CPU
+  # A short chain and a narrow U-Net: the schedule, samplers and pictures run unchanged.
+  c.diffusion.num_steps = min(c.diffusion.num_steps, 20)
+  c.diffusion.sample_steps = min(c.diffusion.sample_steps, 5)
+  c.unet.channels, c.unet.num_groups, c.unet.num_res_blocks = 8, 4, 1
+  # Autoregressive sampling runs the network once per pixel: keep it tiny.
+  c.pixelcnn.num_layers, c.pixelcnn.features = 2, 8
+  c.vq.channels, c.vq.res_channels, c.vq.num_res_blocks = (8, 16), 8, 1
+  c.vq.num_embeddings, c.vq.embedding_dim = 32, 8
+  return c
+
+
+@pytest.fixture(name="shrink")
+def _shrink_fixture():
+  return shrink

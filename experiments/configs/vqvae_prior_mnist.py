@@ -37,7 +37,7 @@ def get_config():
   c.optimizer.weight_decay = 0.0
   c.optimizer.grad_clip_norm = 1.0
   c.train.batch_size = 128
-  c.train.num_steps = 5_000
+  c.train.num_steps = 3_000
   c.train.log_every = 250
   c.train.eval_every = 1_000
   c.train.checkpoint_every = 1_000

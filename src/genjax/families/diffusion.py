@@ -287,9 +287,9 @@ class DiffusionFamily(Family):
     def conditional(x, t, y):
       return self.denoise(params, x, t, y)
 
-    if not self.conditional or scale == 1.0:
+    if not self.conditional or (isinstance(scale, float) and scale == 1.0):
       return lambda x, t: conditional(x, t, labels)
-    if scale == 0.0:
+    if isinstance(scale, float) and scale == 0.0:
       return lambda x, t: conditional(x, t, jnp.full_like(labels, self.null_label))
     return samplers.guided_model_fn(conditional, labels, self.null_label, scale)
 
@@ -301,15 +301,19 @@ class DiffusionFamily(Family):
     *,
     sampler: str,
     steps: int | None = None,
-    scale: float | None = None,
+    scale: float | jax.Array | None = None,
     trajectory: bool = False,
   ):
     """Samples with a named sampler (``steps`` for DDIM, ``scale`` for guidance).
 
+    A Python ``scale`` of 1 (0) runs only the conditional (unconditional) model;
+    any other scale, or a traced one, runs both in one batched call.
+
     Returns ``x_0 [B, ...]``, or ``(x_0, trajectory [S, B, ...])`` when asked.
     """
     d = self.config.diffusion
-    scale = float(d.guidance_scale if scale is None else scale)
+    scale = d.guidance_scale if scale is None else scale
+    scale = scale if isinstance(scale, jax.Array) else float(scale)  # Traced: one program.
     model_fn = self._model_fn(params, labels, scale)
     start_keys, keys = genjax_random.split(keys, 2)
     x_T = genjax_random.normal(start_keys, self.data.shape)
@@ -424,7 +428,13 @@ class DiffusionFamily(Family):
     keys = jax.random.split(jax.random.fold_in(key, 4), self.num_classes)
     labels = jnp.arange(self.num_classes, dtype=jnp.int32)
     sampler = self.config.diffusion.sampler
-    rows = [self._jitted(sampler=sampler, scale=float(s))(params, keys, labels) for s in scales]
+    name = ("guided", sampler)
+    if name not in self._compiled:  # The scale is an argument: one program for every row.
+      self._compiled[name] = jax.jit(
+        lambda p, k, y, s: self.generate(p, k, y, sampler=sampler, scale=s)
+      )
+    guided = self._compiled[name]
+    rows = [guided(params, keys, labels, jnp.float32(s)) for s in scales]
     return self._grid(jnp.clip(jnp.concatenate(rows), -1.0, 1.0), self.num_classes)
 
   def _point_pictures(self, params, key, n: int = 2000):
