@@ -19,6 +19,15 @@ Command:
   python -m genjax.evaluate --workdir=runs/vqvae_prior_mnist
   python -m genjax.evaluate --workdir=runs/vqvae_prior_mnist --notest_metrics \
     --set=prior.sample_from=uniform --output=runs/vqvae_prior_mnist/eval_uniform.json
+
+Measured (seed 0, first stage: vqvae_mnist after 3000 steps; this prior
+  stopped with SIGTERM at step 2250, 22 min of wall time on 2 CPU cores shared
+  with a second training run; 10k samples against the 10k test images, floors
+  in brackets): learned prior fid_lenet 52.8 [1.07], kid_lenet 42.3 [0.10],
+  precision / recall 0.633 / 0.792 [0.865 / 0.892]; uniform prior over codes,
+  same decoder: fid_lenet 568.6, kid_lenet 244.5, precision / recall 0.894 /
+  0.0004. Test NLL of the code maps 107.8 nats (3.18 bits per code; a uniform
+  prior has 9).
 """
 
 from genjax import config as genjax_config
