@@ -18,6 +18,15 @@ Command:
   python -m genjax.evaluate --workdir=runs/pixelcnn_mnist
   python -m genjax.evaluate --workdir=runs/pixelcnn_mnist --notest_metrics \
     --evals=fid_lenet,precision_recall_lenet --num_generated=1000
+
+Measured (seed 0, 159k parameters, batch 64, stopped with SIGTERM at step 3000
+  of the 4000-step cosine schedule after 68 min of wall time on 2 CPU cores
+  shared with other training runs): test NLL 88.77 nats (0.1634 bits/dim) on
+  the whole test split; 90.62, 89.42, 88.64 on 1000 test images at steps 1k,
+  2k, 3k. This is above the 81.30 nats published for PixelCNN (van den Oord et
+  al. 2016, a much larger model trained far longer); reaching 85 needs a wider
+  network (e.g. --config.pixelcnn.features=64 --config.pixelcnn.num_layers=12)
+  and more steps than this CPU budget, which is not measured here.
 """
 
 from genjax import config as genjax_config
