@@ -106,7 +106,7 @@ def evaluate_workdir(
       num_samples=num_samples or ec.nll_samples,
       progress=progress,
     )
-  if "eval/nll" in metrics:  # Only likelihood estimates use importance samples.
+  if "eval/nll" in metrics and exp.family.nll_uses_samples:  # Exact likelihoods use none.
     metrics["eval/num_samples"] = num_samples or ec.nll_samples
   sample_metrics, report = loop.evaluate_samples(
     exp,

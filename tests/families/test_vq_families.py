@@ -214,7 +214,8 @@ def test_uniform_prior_draws_every_code_equally(first_stage):
 
 def test_evaluate_uniform_prior_override(first_stage, tmp_path):
   loop.train_and_evaluate(_prior_config(first_stage), tmp_path)
-  learned = evaluate_workdir(tmp_path, test_metrics=False, num_generated=160)
+  learned = evaluate_workdir(tmp_path, num_examples=64, num_generated=160)
+  assert "eval/nll" in learned and "eval/num_samples" not in learned  # exact: no samples
   uniform = evaluate_workdir(
     tmp_path,
     test_metrics=False,

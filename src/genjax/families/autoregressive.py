@@ -62,6 +62,7 @@ class _AutoregressiveBase(Family):
   """
 
   can_sample = True
+  nll_uses_samples = False  # Exact likelihood.
   unit = "bits_per_dim"
 
   def __init__(self, config, data, num_values: int, grid_shape: tuple[int, int], input_kind: str):

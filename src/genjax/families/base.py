@@ -67,6 +67,8 @@ class Family:
   # Global batches consumed per step (a GAN's discriminator updates), see
   # pipeline.make_train_iterator; batches then arrive as [b, k, ...].
   minibatches = 1
+  # Whether eval/nll is an estimate that depends on ``num_samples`` (False: exact).
+  nll_uses_samples = True
 
   def __init__(self, config: ml_collections.ConfigDict, data: DataInfo):
     self.config = config
