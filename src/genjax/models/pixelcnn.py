@@ -180,15 +180,6 @@ class PixelCNN(nn.Module):
   input_kind: str = "binary"
   num_embeddings: int = 0
 
-  def context_rows(self) -> int:
-    """Rows above a position that its logits can depend on: ``num_layers * (k // 2) + 1``.
-
-    The vertical stack reaches ``k // 2`` rows further up per layer and joins
-    the horizontal stack one row down; samplers use this to run the network on
-    a window of rows instead of the whole image.
-    """
-    return self.num_layers * (self.kernel_size // 2) + 1
-
   @nn.compact
   def __call__(self, x: jax.Array, labels: jax.Array | None = None) -> jax.Array:
     """Computes per-position logits.
