@@ -27,4 +27,5 @@ def get_config():
   c.family = "cgan"
   c.gan.conditioning = "projection"
   c.evals += ",label_accuracy"
+  c.train.num_steps = 5000
   return c

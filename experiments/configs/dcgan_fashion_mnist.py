@@ -10,4 +10,5 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.load_sibling(__file__, "dcgan_mnist").get_config()
   c.data.name = "fashion_mnist"
+  c.train.num_steps = 5000
   return c

@@ -9,6 +9,15 @@ uses fixed noise; ``images/history/`` keeps it over training.
 Command:
   python -m genjax.main --config=experiments/configs/dcgan_mnist.py --workdir=runs/dcgan_mnist
   python -m genjax.evaluate --workdir=runs/dcgan_mnist
+
+Expected runtime: 15,000 steps at about 5.6 steps/s alone on 2 CPU cores (45
+  min; ``make bench``).
+Measured (seed 0, EMA generator, 10k samples vs the 10k test images, floors in
+  brackets): at 15k steps fid_lenet 13.7 [1.07], kid_lenet 5.77 [0.10],
+  precision 0.567 [0.865], recall 0.866 [0.892], classifier score 7.89
+  [9.74]; at 5k steps fid_lenet 38.2. During training (1000 samples, floor
+  8.30): fid_lenet 147, 43.1, 27.2 and 20.3 at steps 2k, 5k, 10k and 15k, still
+  falling. The class-conditional ``cgan_mnist`` gets to 5.41 in 5k steps.
 """
 
 from genjax import config as genjax_config
@@ -28,7 +37,7 @@ def get_config():
   c.optimizer.b1 = 0.5
   c.optimizer.weight_decay = 0.0
   c.train.batch_size = 64
-  c.train.num_steps = 5000
+  c.train.num_steps = 15_000
   c.train.log_every = 250
   c.train.eval_every = 1000
   c.train.checkpoint_every = 1000
