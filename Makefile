@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 test: install
-	XLA_FLAGS="$(TEST_XLA_FLAGS)" $(PY) -m pytest -q -n 2 --durations=15 tests
+	XLA_FLAGS="$(TEST_XLA_FLAGS)" $(PY) -m pytest -q -n 2 --dist loadgroup --durations=15 tests
 
 train: install
 	$(PY) -m genjax.main --config=$(CONFIG) --workdir=$(WORKDIR)

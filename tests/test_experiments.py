@@ -91,6 +91,7 @@ def trained_digits_vae(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.xdist_group("trained_digits_vae")  # One worker trains the shared run.
 def test_evaluate_cli_prints_test_metrics(trained_digits_vae):
   result = subprocess.run(
     [
@@ -131,6 +132,7 @@ def test_evaluate_cli_prints_test_metrics(trained_digits_vae):
   assert records[-1]["step"] == 300 and records[-1]["eval/fid_lenet"] == metrics["eval/fid_lenet"]
 
 
+@pytest.mark.xdist_group("trained_digits_vae")  # One worker trains the shared run.
 def test_nll_estimate_tightens_with_more_samples(trained_digits_vae):
   from genjax.evaluate import evaluate_workdir
 

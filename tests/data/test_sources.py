@@ -10,6 +10,9 @@ import pytest
 from genjax.data import sources
 from genjax.data.sources import DatasetNotFoundError, load_dataset
 
+# One worker: the module fixtures are expensive to build twice.
+pytestmark = pytest.mark.xdist_group("sources")
+
 # The raw MNIST / Fashion-MNIST files sit in ../shared/data beside the checkout.
 RAW_ROOT = str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "data")
 MNIST_RAW = os.path.join(RAW_ROOT, "mnist")

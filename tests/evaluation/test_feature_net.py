@@ -22,6 +22,9 @@ from genjax.evaluation.feature_net import (
   train,
 )
 
+# One worker: the module fixtures are expensive to build twice.
+pytestmark = pytest.mark.xdist_group("feature_net")
+
 # Two epochs of digits: enough to tell seeds apart and to exercise the cache in seconds.
 QUICK = dataclasses.replace(feature_net.TRAINING, target_steps=12, min_epochs=1, max_epochs=2)
 

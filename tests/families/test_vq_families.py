@@ -15,6 +15,9 @@ from genjax.training import checkpoint as checkpoint_lib
 from genjax.training import loop, steps
 from genjax.training.parallel import AXIS
 
+# One worker: the module fixtures are expensive to build twice.
+pytestmark = pytest.mark.xdist_group("vq_families")
+
 
 def _vqvae_config(num_steps=20, **vq):
   c = config_lib.defaults()

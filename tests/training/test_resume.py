@@ -78,6 +78,7 @@ def uninterrupted(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.xdist_group("resume")  # One worker runs the shared uninterrupted run.
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, sig):
   workdir = tmp_path / "interrupted"
