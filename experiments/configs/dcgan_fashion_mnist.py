@@ -2,6 +2,15 @@
 
 Command:
   python -m genjax.main --config=experiments/configs/dcgan_fashion_mnist.py --workdir=runs/dcgan_fashion_mnist
+  python -m genjax.evaluate --workdir=runs/dcgan_fashion_mnist
+
+Expected runtime: 5000 steps in 15 min 45 s alone on 2 CPU cores.
+Measured (seed 0, EMA generator, 10k samples vs the 10k test images, floors in
+  brackets; the Fashion-MNIST LeNet reads 91.2 % of test images right):
+  fid_lenet 20.6 [0.18], kid_lenet 3.10 [-0.01], precision 0.603 [0.881],
+  recall 0.606 [0.872], classifier score 5.33 [7.88]. During training (1000
+  samples, floor 2.63): fid_lenet 239, 85.0, 45.5, 29.8 and 22.5 at steps 1k
+  to 5k, still falling.
 """
 
 from genjax import config as genjax_config
