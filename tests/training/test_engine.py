@@ -117,3 +117,23 @@ def test_starting_a_finished_run_again_evaluates_without_new_records(tmp_path, t
   again = loop.train_and_evaluate(tiny(), tmp_path)
   assert (tmp_path / "metrics.jsonl").read_text() == lines
   assert again["eval/elbo"] == first["eval/elbo"]
+
+
+def test_checkpointer_round_trips_replicated_state_and_names_a_shape_mismatch(tmp_path):
+  mesh = jax.make_mesh((jax.device_count(),), ("d",))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state = {
+    "w": jax.device_put(jnp.arange(12.0).reshape(3, 4), replicated),
+    "step": jax.device_put(jnp.int32(7), replicated),
+  }
+  ckpt = checkpoint_lib.Checkpointer(tmp_path / "checkpoints", async_save=False)
+  ckpt.save(1, state, {"epoch": 2}, config_lib.defaults())
+  ckpt.wait()
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+  restored, data, _ = ckpt.restore(abstract)
+  np.testing.assert_array_equal(restored["w"], np.arange(12.0).reshape(3, 4))
+  assert int(restored["step"]) == 7 and data == {"epoch": 2}
+  wrong = {**abstract, "w": jax.ShapeDtypeStruct((4, 4), jnp.float32)}
+  with pytest.raises(ValueError, match=r"\['w'\]: saved float32\[3, 4\], model float32\[4, 4\]"):
+    ckpt.restore(wrong)
+  ckpt.close()
