@@ -427,14 +427,9 @@ class DiffusionFamily(Family):
     """Rows: guidance scales; columns: classes, the same noise down each column."""
     keys = jax.random.split(jax.random.fold_in(key, 4), self.num_classes)
     labels = jnp.arange(self.num_classes, dtype=jnp.int32)
-    sampler = self.config.diffusion.sampler
-    name = ("guided", sampler)
-    if name not in self._compiled:  # The scale is an argument: one program for every row.
-      self._compiled[name] = jax.jit(
-        lambda p, k, y, s: self.generate(p, k, y, sampler=sampler, scale=s)
-      )
-    guided = self._compiled[name]
-    rows = [guided(params, keys, labels, jnp.float32(s)) for s in scales]
+    guided = self._jitted(sampler=self.config.diffusion.sampler)
+    # The scale is a traced argument: one program for every row.
+    rows = [guided(params, keys, labels, scale=jnp.float32(s)) for s in scales]
     return self._grid(jnp.clip(jnp.concatenate(rows), -1.0, 1.0), self.num_classes)
 
   def _point_pictures(self, params, key, n: int = 2000):
