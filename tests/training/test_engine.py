@@ -2,6 +2,10 @@
 
 import json
 import math
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -137,3 +141,41 @@ def test_checkpointer_round_trips_replicated_state_and_names_a_shape_mismatch(tm
   with pytest.raises(ValueError, match=r"\['w'\]: saved float32\[3, 4\], model float32\[4, 4\]"):
     ckpt.restore(wrong)
   ckpt.close()
+
+
+def test_long_unlogged_stretch_on_eight_cpu_devices_does_not_deadlock(tmp_path):
+  # Hundreds of steps dispatched without a host sync once deadlocked XLA's CPU
+  # collectives on 8 virtual devices (600 steps: 3 of 3 runs); the loop keeps
+  # at most a few steps in flight. In a subprocess with a short rendezvous
+  # timeout, so a regression fails in seconds instead of hanging the suite.
+  repo = pathlib.Path(__file__).resolve().parents[2]
+  env = dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=8"
+    " --xla_cpu_collective_call_terminate_timeout_seconds=30 --xla_backend_optimization_level=0",
+  )
+  steps = 600
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "genjax.main",
+      f"--config={repo / 'experiments/configs/vae_digits.py'}",
+      f"--workdir={tmp_path}",
+      f"--config.train.num_steps={steps}",
+      f"--config.train.log_every={steps}",
+      f"--config.train.checkpoint_every={steps}",
+      "--config.train.eval_every=0",
+      "--config.train.progress_bar=false",
+      "--config.eval.num_images=8",
+      "--config.eval.periodic_examples=32",
+    ],
+    capture_output=True,
+    text=True,
+    cwd=repo,
+    env=env,
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in logged if "train/loss" in r] == [steps]

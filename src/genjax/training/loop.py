@@ -8,6 +8,7 @@ schedule. Killing it at any point and starting it again with the same
 arguments gives bit-identical parameters to an uninterrupted run.
 """
 
+import collections
 import dataclasses
 import json
 import logging
@@ -369,6 +370,14 @@ def _brief(metrics: dict[str, float]) -> str:
   return ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
 
 
+# Steps dispatched ahead of the device. Two keep an accelerator fed while the host
+# prepares the next batch; an unbounded queue is worse than useless: with several
+# CPU devices (``--xla_force_host_platform_device_count``) XLA's CPU client can
+# deadlock a collective when hundreds of steps are queued (every launch thread
+# blocks in a rendezvous that a queued launch would complete).
+_MAX_STEPS_IN_FLIGHT = 2
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str | pathlib.Path
 ) -> dict[str, float]:
@@ -397,12 +406,16 @@ def train_and_evaluate(
     disable=not show,
     dynamic_ncols=True,
   )
+  in_flight = collections.deque()
   try:
     # Log lines go through tqdm so they do not break the progress bar.
     with _Preemption() as preemption, logging_redirect_tqdm(loggers=[log]):
       for step in range(run.start + 1, tc.num_steps + 1):
         run.state, metrics = train_step(run.state, exp.parallel.put_batch(next(run.data)))
         run.history.append(metrics)
+        in_flight.append(metrics)
+        if len(in_flight) > _MAX_STEPS_IN_FLIGHT:
+          jax.block_until_ready(in_flight.popleft())
         bar.update(1)
         last = step == tc.num_steps
         if step % tc.log_every == 0 or last:
