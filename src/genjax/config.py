@@ -141,7 +141,7 @@ def defaults() -> ml_collections.ConfigDict:
     eval_every=1000,  # 0 disables periodic evaluation
     checkpoint_every=1000,
     keep_checkpoints=3,
-    ema_decay=0.0,  # 0 disables EMA (ema_params == params)
+    ema_decay=0.0,  # debiased EMA of the parameters for evaluation; 0 disables it
     parallel="shard_map",  # shard_map | pmap
     distributed=False,  # call jax.distributed.initialize() (multi-host)
     async_checkpoint=True,

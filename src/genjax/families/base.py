@@ -145,7 +145,7 @@ class Family:
       step=state.step + 1,
       params=params,
       opt_state=opt_state,
-      ema_params=ema_update(state.ema_params, params, self.ema_decay),
+      ema_params=ema_update(state.ema_params, params, self.ema_decay, state.step + 1),
       model_state=model_state,
     )
     return new_state, lax.pmean(metrics, AXIS)

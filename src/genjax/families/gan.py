@@ -286,7 +286,7 @@ class GANFamily(Family):
       step=state.step + 1,
       params=new_params,
       opt_state={GENERATOR: g_opt, DISCRIMINATOR: d_opt},
-      ema_params=ema_update(state.ema_params, new_params, self.ema_decay),
+      ema_params=ema_update(state.ema_params, new_params, self.ema_decay, state.step + 1),
       model_state={GENERATOR: g_stats, DISCRIMINATOR: d_stats},
     )
     return new_state, lax.pmean(metrics, AXIS)
