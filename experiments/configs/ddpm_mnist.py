@@ -15,7 +15,26 @@ Command:
   python -m genjax.main --config=experiments/configs/ddpm_mnist.py --workdir=runs/ddpm_mnist
   python -m genjax.evaluate --workdir=runs/ddpm_mnist --notest_metrics
   python -m genjax.evaluate --workdir=runs/ddpm_mnist --notest_metrics \
-    --set=diffusion.sampler=ddpm --num_generated=2000 --output=runs/ddpm_mnist/eval_ddpm.json
+    --set=diffusion.sampler=ddpm --num_generated=1000 --output=runs/ddpm_mnist/eval_ddpm.json
+  python -m genjax.evaluate --workdir=runs/ddpm_mnist --num_samples=100 \
+    --num_examples=2000 --evals= --output=runs/ddpm_mnist/eval_bpd.json
+
+Measured (seed 0, 300k parameters, 10,000 steps of batch 64 at 1.9-2.3
+  steps/s: about 80 min of 2 CPU cores). Periodic evaluations (1000 DDIM-50
+  samples, floor 8.30; bits/dim from 20 timesteps on 512 test images):
+  ``fid_lenet`` 60.2, 40.5, 32.3 and bits/dim 2.13, 2.02, 1.98 at 5k, 7.5k, 10k
+  steps. At 10k steps, test bits/dim 2.09 on the first 2000 test images (L_T
+  and L_0 exact, the 1000-term sum from 100 stratified timesteps; L_0 alone is
+  0.95). Samplers on the same 1000 noise draws (floor 8.30):
+
+    sampler                       fid_lenet  precision / recall  time
+    DDIM, 50 steps, eta 0            32.3       0.697 / 0.882     2 min
+    DDPM, 1000 steps, sigma^2=beta   19.8       0.727 / 0.902    34 min
+    DDPM, 1000 steps, beta tilde     19.4       0.729 / 0.903    46 min (CPU shared)
+
+  DDIM-50 is 1.66x the 1000-step DDPM here. Song et al. (Table 1, a fully
+  trained CIFAR-10 model) report FID 4.67 for DDIM-50 against 4.73 for DDPM-1000
+  with beta tilde (eta = 1) and 3.17 with sigma^2 = beta.
 """
 
 from genjax import config as genjax_config
