@@ -8,7 +8,6 @@ schedule. Killing it at any point and starting it again with the same
 arguments gives bit-identical parameters to an uninterrupted run.
 """
 
-import collections
 import dataclasses
 import json
 import logging
@@ -406,16 +405,14 @@ def train_and_evaluate(
     disable=not show,
     dynamic_ncols=True,
   )
-  in_flight = collections.deque()
   try:
     # Log lines go through tqdm so they do not break the progress bar.
     with _Preemption() as preemption, logging_redirect_tqdm(loggers=[log]):
       for step in range(run.start + 1, tc.num_steps + 1):
         run.state, metrics = train_step(run.state, exp.parallel.put_batch(next(run.data)))
-        run.history.append(metrics)
-        in_flight.append(metrics)
-        if len(in_flight) > _MAX_STEPS_IN_FLIGHT:
-          jax.block_until_ready(in_flight.popleft())
+        run.history.append(metrics)  # Emptied (and synced) at every log.
+        if len(run.history) > _MAX_STEPS_IN_FLIGHT:
+          jax.block_until_ready(run.history[-_MAX_STEPS_IN_FLIGHT - 1])
         bar.update(1)
         last = step == tc.num_steps
         if step % tc.log_every == 0 or last:
