@@ -4,6 +4,7 @@ import pathlib
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from genjax import config as config_lib
@@ -38,6 +39,8 @@ def test_every_shipped_config_is_valid(path):
     ("train.batch_size", 0, "must be > 0"),
     ("train.batch_size", 12, "multiple of the 8 devices"),
     ("train.parallel", "dp", "allowed: shard_map, pmap"),
+    ("train.num_devices", -1, "must be >= 0"),
+    ("train.num_devices", 9, "only 8 devices are available"),
     ("train.ema_decay", 1.0, "must be in [0, 1)"),
     ("model.latent_dim", 0, "must be an integer >= 1"),
     ("model.architecture", "resnet", "allowed: mlp, conv"),
@@ -58,6 +61,23 @@ def test_bad_field_is_named_with_allowed_values(field, value, expected):
   message = str(info.value)
   assert f"config.{field}=" in message
   assert expected in message
+
+
+def test_num_devices_picks_the_first_devices_and_sets_the_batch_divisor():
+  assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"
+  c = _base()
+  assert config_lib.select_devices(c) == jax.devices()
+  c.train.num_devices, c.train.batch_size, c.eval.batch_size = 2, 6, 10
+  assert config_lib.select_devices(c) == jax.devices()[:2]
+  config_lib.validate(c)  # 6 and 10 split over 2 devices, not over all 8.
+  c.train.num_devices = 0
+  with pytest.raises(config_lib.ConfigError, match="multiple of the 8 devices"):
+    config_lib.validate(c)
+  c.train.num_devices = 9
+  with pytest.raises(
+    config_lib.ConfigError, match=r"config.train.num_devices=9: must be 0 \(all\)"
+  ):
+    config_lib.select_devices(c)
 
 
 def test_all_errors_reported_at_once():

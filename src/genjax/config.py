@@ -143,6 +143,7 @@ def defaults() -> ml_collections.ConfigDict:
     keep_checkpoints=3,
     ema_decay=0.0,  # debiased EMA of the parameters for evaluation; 0 disables it
     parallel="shard_map",  # shard_map | pmap
+    num_devices=0,  # data-parallel over the first N devices; 0 = all of them
     distributed=False,  # call jax.distributed.initialize() (multi-host)
     async_checkpoint=True,
     progress_bar=True,
@@ -310,6 +311,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
   for field in (
     "train.eval_every",
     "eval.num_examples",
+    "train.num_devices",
     "optimizer.warmup_steps",
     "optimizer.grad_clip_norm",
     "optimizer.weight_decay",
@@ -324,7 +326,16 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     c.train.ema_decay,
     "must be in [0, 1)",
   )
-  n = num_devices or jax.device_count()
+  available = jax.device_count()
+  wanted = c.train.num_devices
+  _check(
+    errors,
+    not isinstance(wanted, int) or wanted <= available,
+    "train.num_devices",
+    wanted,
+    f"only {available} devices are available",
+  )
+  n = num_devices or (wanted if isinstance(wanted, int) and 0 < wanted <= available else available)
   batch = c.train.batch_size
   _check(
     errors,
@@ -346,6 +357,17 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     errors.extend(family.validate(c))
   if errors:
     raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def select_devices(c: ml_collections.ConfigDict) -> list:
+  """The devices ``c`` trains and evaluates on: the first ``train.num_devices`` (0 = all)."""
+  n, available = c.train.num_devices, jax.devices()
+  if not isinstance(n, int) or not 0 <= n <= len(available):
+    raise ConfigError(
+      f"config.train.num_devices={n!r}: must be 0 (all) or at most the {len(available)}"
+      " devices available"
+    )
+  return available[:n] if n else available
 
 
 def _check_dataset(errors, name):

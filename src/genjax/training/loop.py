@@ -98,13 +98,15 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
 
   Args:
     config: experiment config.
-    devices: devices to run on (default: all).
+    devices: devices to run on (default: ``config.train.num_devices``).
 
   Raises:
     ConfigError: naming every invalid field, before any data is read.
   """
+  config_lib.validate(config, None if devices is None else len(devices))
+  if devices is None:
+    devices = config_lib.select_devices(config)
   parallel = DataParallel(config.train.parallel, devices)
-  config_lib.validate(config, parallel.num_devices)
   data_cfg = config.data
   dataset = sources.load_dataset(
     data_cfg.name, data_dir=data_cfg.data_dir or None, manual_dir=data_cfg.manual_dir or None
