@@ -87,6 +87,7 @@ def trained_digits_vae(tmp_path_factory):
   c.train.num_steps = 300
   c.train.eval_every = 0
   c.train.progress_bar = False
+  c.train.num_devices = 2  # As in `shrink`; the evaluation CLI reads it from the saved config.
   loop.train_and_evaluate(c, workdir)
   return workdir
 
