@@ -73,7 +73,10 @@ def test_num_devices_picks_the_first_devices_and_sets_the_batch_divisor():
   c.train.num_devices = 0
   with pytest.raises(config_lib.ConfigError, match="multiple of the 8 devices"):
     config_lib.validate(c)
-  c.train.num_devices = 9
+  c.train.num_devices, c.train.distributed = 2, True  # A subset would leave hosts out.
+  with pytest.raises(config_lib.ConfigError, match="must be 0 .every device of every host"):
+    config_lib.validate(c)
+  c.train.num_devices, c.train.distributed = 9, False
   with pytest.raises(
     config_lib.ConfigError, match=r"config.train.num_devices=9: must be 0 \(all\)"
   ):

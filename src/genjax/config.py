@@ -335,6 +335,13 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     wanted,
     f"only {available} devices are available",
   )
+  _check(
+    errors,
+    not (c.train.distributed and wanted),
+    "train.num_devices",
+    wanted,
+    "must be 0 (every device of every host) with train.distributed=True",
+  )
   n = num_devices or (wanted if isinstance(wanted, int) and 0 < wanted <= available else available)
   batch = c.train.batch_size
   _check(
