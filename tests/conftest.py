@@ -69,14 +69,3 @@ def shrink(config, num_steps=2):
 @pytest.fixture(name="shrink")
 def _shrink_fixture():
   return shrink
-
-
-# The slowest modules first: pytest-xdist hands tests out in collection order
-# (its pinned groups ahead), and a 2-step config run left for the end keeps
-# one worker busy while the other has nothing left to do.
-_SLOW_MODULES = ("test_experiments.py", "test_cifar10_mock.py", "test_parallel.py")
-
-
-def pytest_collection_modifyitems(config, items):
-  del config
-  items.sort(key=lambda item: item.path.name not in _SLOW_MODULES)  # Stable: order kept within.
