@@ -10,8 +10,9 @@ CONFIG    ?= experiments/configs/vae_digits.py
 WORKDIR   ?= runs/$(basename $(notdir $(CONFIG)))
 # 8 virtual CPU devices for the multi-device tests; a long collective timeout because
 # 2 busy cores can delay a rendezvous past XLA's default, which aborts the process;
-# no LLVM optimisation, because compiling, not running, dominates the tests' tiny programs.
-TEST_XLA_FLAGS ?= --xla_force_host_platform_device_count=8 --xla_cpu_collective_call_terminate_timeout_seconds=600 --xla_backend_optimization_level=0
+# no LLVM optimisation and no XLA:CPU fusion emitters, because compiling, not
+# running, dominates the tests' tiny programs (tests/conftest.py has the measurements).
+TEST_XLA_FLAGS ?= --xla_force_host_platform_device_count=8 --xla_cpu_collective_call_terminate_timeout_seconds=600 --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false
 
 .PHONY: install test test-fast train eval bench clean
 

@@ -63,11 +63,21 @@ def test_mock_cifar10_shapes_and_nothing_cached(tmp_tfds, monkeypatch):
     load_dataset("cifar10", manual_dir=str(tmp_tfds.parent / "nowhere"))
 
 
+@pytest.fixture(scope="module", name="mock_feature_nets")
+def _mock_feature_nets(tmp_path_factory):
+  """One feature-net cache for both runs: the mock data, hence the net, are the same."""
+  return tmp_path_factory.mktemp("mock_feature_nets")
+
+
+@pytest.mark.xdist_group("cifar10_mock")  # One worker, so the second run reuses the net.
 @pytest.mark.parametrize(
   "name, logged",
   [("wgan_gp_cifar10", "train/gradient_penalty"), ("ddpm_cifar10", "train/grad_norm")],
 )
-def test_cifar10_config_two_steps_under_mock(name, logged, tmp_tfds, tmp_path, shrink):
+def test_cifar10_config_two_steps_under_mock(
+  name, logged, tmp_tfds, tmp_path, shrink, mock_feature_nets, monkeypatch
+):
+  monkeypatch.setenv("GENJAX_CACHE_DIR", str(mock_feature_nets))
   c = config_lib.load_config(REPO / "experiments" / "configs" / f"{name}.py")
   c = shrink(c)
   c.gan.base_channels = 8  # Keeps CPU time small; the architecture is unchanged.

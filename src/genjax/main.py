@@ -26,19 +26,30 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from genjax import config as config_lib  # Import after flags parse (fast --help).
-  from genjax.training import checkpoint, loop, writers
 
-  writers.configure_logging()
   config = _CONFIG.value
   if config.train.distributed:
     jax.distributed.initialize()
   try:
+    # Before the training stack (TensorFlow, through the TensorBoard writer) is
+    # imported: a bad field is reported in a second or two.
+    config_lib.validate(config)
+  except config_lib.ConfigError as e:
+    _fail(e)
+  from genjax.training import checkpoint, loop, writers
+
+  writers.configure_logging()
+  try:
     summary = loop.train_and_evaluate(config, _WORKDIR.value)
   except (config_lib.ConfigError, FileNotFoundError, checkpoint.CheckpointMismatchError) as e:
-    print(f"genjax: {e}", file=sys.stderr)
-    sys.exit(2)
+    _fail(e)
   print(json.dumps(summary, indent=1, sort_keys=True))
   print(f"outputs: {_WORKDIR.value} (metrics.jsonl, tensorboard/, images/, checkpoints/)")
+
+
+def _fail(error: Exception):
+  print(f"genjax: {error}", file=sys.stderr)
+  sys.exit(2)
 
 
 def run():
