@@ -36,8 +36,14 @@ def _digits():
 
 @pytest.fixture(name="trained", scope="module")
 def _trained(digits):
-  """The real (full TRAINING) digits net, trained once for the module."""
-  return train(digits, seed=0)
+  """The real (full TRAINING) digits net, from the suite's cache.
+
+  The runs of ``vae_digits`` in other tests evaluate with the same net, so it is
+  trained once per suite run, by whichever test asks first (a file lock makes
+  the others wait for it).
+  """
+  net = feature_net.load_or_train(digits, seed=0)
+  return net.params, net.info
 
 
 @pytest.fixture(name="quick")
@@ -102,7 +108,8 @@ def test_training_on_digits_is_accurate(digits, trained):
   assert info["epochs"] == feature_net.TRAINING.num_epochs(digits.num_train)
   assert info["key"] == cache_key(digits, seed=0) and info["seed"] == 0
   assert info["dataset"] == "digits" and info["arch"] == "lenet"
-  assert info["train_seconds"] > 0 and info["jax_version"] == jax.__version__
+  # The jax that trained it (a cached net may predate the installed one).
+  assert info["train_seconds"] > 0 and re.fullmatch(r"\d+\.\d+\.\d+.*", info["jax_version"])
 
 
 def test_feature_net_apply_is_jittable(trained):
