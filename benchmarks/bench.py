@@ -10,6 +10,11 @@ prints a table and writes ``bench_results/bench.json``. For each config:
   (the first includes compilation).
 * ``loop_over_bare``: loop throughput / bare throughput (1.0 = no overhead).
 
+Convolution kernel gradients (``--conv_configs``): the bare step with XLA:CPU's
+own kernel gradient against :func:`genjax.models.layers.conv_general_dilated`'s
+per-tap matmuls (``tap_over_xla``: steps/s ratio, > 1 = the per-tap gradient is
+faster). Only meaningful on the CPU backend.
+
 Diffusion samplers (``--sampler_configs``) are timed on one batch of
 ``--sampler_batch`` samples: DDIM with ``config.diffusion.sample_steps`` steps and
 DDPM with all T, each beside the bare denoiser forward pass on the same batch
@@ -31,6 +36,7 @@ from absl import app, flags
 
 from genjax import config as config_lib
 from genjax.data import pipeline
+from genjax.models import layers
 from genjax.samplers import autoregressive as ar_sampler
 from genjax.training import loop, steps, writers
 
@@ -58,6 +64,11 @@ _AR_SAMPLER_CONFIGS = flags.DEFINE_list(
   "ar_sampler_configs",
   ["pixelcnn_mnist"],
   "PixelCNN configs whose raster sampler is timed, whole grid vs receptive-field window.",
+)
+_CONV_CONFIGS = flags.DEFINE_list(
+  "conv_configs",
+  ["pixelcnn_mnist", "dcgan_mnist"],
+  "Configs whose bare step is timed with XLA's and with the per-tap conv kernel gradient.",
 )
 _SAMPLER_BATCH = flags.DEFINE_integer("sampler_batch", 64, "Samples per sampler call.")
 _STEPS = flags.DEFINE_integer("steps", 400, "Timed steps per measurement.")
@@ -105,6 +116,18 @@ def bench_loop(config, num_steps):
   with tempfile.TemporaryDirectory() as workdir:
     summary = loop.train_and_evaluate(c, workdir)
   return summary["train/steps_per_sec"]
+
+
+def bench_conv_gradient(path, num_steps):
+  """Bare steps/s with XLA's conv kernel gradient and with the per-tap one."""
+  speeds = {}
+  try:
+    for tap in (False, True):
+      layers.TAP_KERNEL_GRADIENT = tap
+      speeds[tap] = bench_bare(config_lib.load_config(path), num_steps)[1]
+  finally:
+    layers.TAP_KERNEL_GRADIENT = True
+  return speeds[False], speeds[True]
 
 
 def _timed(fn, *args, repeats=1):
@@ -202,6 +225,21 @@ def main(argv):
       )
     )
     print(json.dumps(rows[-1]), flush=True)
+  conv_rows = []
+  for name in _CONV_CONFIGS.value if jax.default_backend() == "cpu" else ():
+    path = REPO / "experiments" / "configs" / f"{name}.py"
+    num_steps = max(_STEPS.value // _STEP_DIVISOR.get(name, 1), 10)
+    xla, tap = bench_conv_gradient(path, num_steps)
+    conv_rows.append(
+      dict(
+        config=name,
+        steps=num_steps,
+        xla_steps_per_s=round(xla, 2),
+        tap_steps_per_s=round(tap, 2),
+        tap_over_xla=round(tap / xla, 3),
+      )
+    )
+    print(json.dumps(conv_rows[-1]), flush=True)
   sampler_rows = []
   for name in _SAMPLER_CONFIGS.value:
     config = config_lib.load_config(REPO / "experiments" / "configs" / f"{name}.py")
@@ -220,6 +258,7 @@ def main(argv):
     machine=platform.machine(),
     steps=_STEPS.value,
     results=rows,
+    conv_kernel_gradient=conv_rows,
     samplers=sampler_rows,
   )
   out = pathlib.Path(_OUT.value)
@@ -231,6 +270,12 @@ def main(argv):
     print(
       f"{r['config']:<26}{r['batch_size']:>6}{r['compile_s']:>10}{r['bare_steps_per_s']:>11}"
       f"{r['loop_steps_per_s']:>11}{r['loop_over_bare']:>10}"
+    )
+  if conv_rows:
+    print(f"{'conv kernel gradient':<26}{'xla st/s':>10}{'tap st/s':>10}{'tap/xla':>9}")
+  for r in conv_rows:
+    print(
+      f"{r['config']:<26}{r['xla_steps_per_s']:>10}{r['tap_steps_per_s']:>10}{r['tap_over_xla']:>9}"
     )
   if sampler_rows:
     print(

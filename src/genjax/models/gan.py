@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from genjax.models.layers import (
+  Conv,
   SubPixelUpsample,
   get_activation,
   one_hot_channels,
@@ -300,7 +301,7 @@ class DCGANGenerator(nn.Module):
     for i in range(stages):
       channels //= 2
       h = nn.relu(bn(SubPixelUpsample(channels, scale=2, name=f"up{i}")(h)))
-    out = nn.Conv(self.image_shape[-1], (3, 3), padding="SAME", name="to_image")(h)
+    out = Conv(self.image_shape[-1], (3, 3), padding="SAME", name="to_image")(h)
     return jnp.tanh(out)
 
 
@@ -357,7 +358,7 @@ class DCGANDiscriminator(nn.Module):
     channels, i = self.base_channels, 0
     while max(h.shape[1], h.shape[2]) > 4:
       use_bias = i == 0 or bias_before(self.norm)
-      conv = nn.Conv(
+      conv = Conv(
         channels, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias, name=f"conv{i}"
       )
       h = conv(h)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from genjax.models.layers import Conv
 from genjax.models.mlp import _check_labels
 
 INPUT_KINDS = ("binary", "categorical")
@@ -95,7 +96,7 @@ class MaskedConv2D(nn.Module):
     k = self.kernel_size
     mask = causal_mask(k, self.mask_type)
     mask = np.broadcast_to(mask[:, :, None, None], (k, k, x.shape[-1], self.features))
-    return nn.Conv(self.features, (k, k), padding="SAME", mask=jnp.asarray(mask), name="conv")(x)
+    return Conv(self.features, (k, k), padding="SAME", mask=jnp.asarray(mask), name="conv")(x)
 
 
 def _check_kind(input_kind: str, num_embeddings: int) -> None:
@@ -150,8 +151,8 @@ class _OutputHead(nn.Module):
 
   @nn.compact
   def __call__(self, h: jax.Array) -> jax.Array:
-    h = nn.Conv(self.features, (1, 1), name="hidden")(nn.relu(h))
-    return nn.Conv(self.num_outputs, (1, 1), name="logits")(nn.relu(h))
+    h = Conv(self.features, (1, 1), name="hidden")(nn.relu(h))
+    return Conv(self.num_outputs, (1, 1), name="logits")(nn.relu(h))
 
 
 class PixelCNN(nn.Module):
@@ -273,14 +274,14 @@ class GatedBlock(nn.Module):
       raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
     two_f = 2 * self.features
     p = self.kernel_size // 2
-    v_pre = nn.Conv(two_f, (p + 1, self.kernel_size), padding=((p, 0), (p, p)), name="v_conv")(v)
+    v_pre = Conv(two_f, (p + 1, self.kernel_size), padding=((p, 0), (p, p)), name="v_conv")(v)
     h_in = shift_right(h) if self.mask_type == "A" else h
-    h_pre = nn.Conv(two_f, (1, p + 1), padding=((0, 0), (p, 0)), name="h_conv")(h_in)
-    h_pre = h_pre + nn.Conv(two_f, (1, 1), name="v_to_h")(shift_down(v_pre))
+    h_pre = Conv(two_f, (1, p + 1), padding=((0, 0), (p, 0)), name="h_conv")(h_in)
+    h_pre = h_pre + Conv(two_f, (1, 1), name="v_to_h")(shift_down(v_pre))
     v_pre = v_pre + _class_bias(labels, self.num_classes, two_f, "v_class_bias")
     h_pre = h_pre + _class_bias(labels, self.num_classes, two_f, "h_class_bias")
     v_out = _gate(v_pre)
-    h_out = nn.Conv(self.features, (1, 1), name="h_out")(_gate(h_pre))
+    h_out = Conv(self.features, (1, 1), name="h_out")(_gate(h_pre))
     if self.mask_type == "B":
       h_out = h_out + h
     return v_out, h_out
