@@ -48,7 +48,6 @@ def test_matches_lax_values_and_gradients(kernel, strides, padding, hw):
     return lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
 
   assert _uses_tap_gradient(loss(fast), params, x)
-  assert not _uses_tap_gradient(loss(ref), params, x)
   np.testing.assert_array_equal(ref.apply(params, x), fast.apply(params, x))
   g_ref = jax.grad(loss(ref), argnums=(0, 1))(params, x)
   g_fast = jax.grad(loss(fast), argnums=(0, 1))(params, x)
@@ -72,9 +71,7 @@ def test_jit_and_masked_kernel():
   ref = nn.Conv(4, (3, 3), padding="SAME", mask=jnp.asarray(mask))
   fast = layers.Conv(4, (3, 3), padding="SAME", mask=jnp.asarray(mask))
   params = ref.init(jax.random.key(3), x)
-  g = [
-    jax.jit(jax.grad(lambda p, m=m: jnp.sum(m.apply(p, x) ** 2)))(params) for m in (ref, fast)
-  ]
+  g = [jax.jit(jax.grad(lambda p, m=m: jnp.sum(m.apply(p, x) ** 2)))(params) for m in (ref, fast)]
   chex.assert_trees_all_close(g[1], g[0], rtol=1e-5, atol=1e-5)
   kernel_grad = np.asarray(g[1]["params"]["kernel"])
   np.testing.assert_array_equal(kernel_grad[mask == 0], 0.0)
