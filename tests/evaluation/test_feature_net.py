@@ -148,6 +148,10 @@ def test_cache_key_covers_seed_data_and_hyperparameters(digits, monkeypatch):
   assert cache_key(fewer, seed=0) != key
 
 
+def _without_source(info: dict) -> dict:
+  return {k: v for k, v in info.items() if k != "source"}
+
+
 def _fail(*args, **kwargs):
   raise AssertionError("train() called on a cache hit")
 
@@ -156,12 +160,14 @@ def test_cache_hit_does_not_retrain(digits, quick, monkeypatch):
   net = load_or_train(digits, seed=0)
   path = quick / "feature_nets" / net.key
   assert {p.name for p in path.iterdir()} == {"params.msgpack", "info.json"}
-  assert json.loads((path / "info.json").read_text()) == net.info
+  assert net.info["source"] == "trained"
+  assert json.loads((path / "info.json").read_text()) == _without_source(net.info)
 
   monkeypatch.setattr(feature_net, "train", _fail)
   again = load_or_train("digits", seed=0)  # By name, too.
   _assert_trees_equal(net.params, again.params)
-  assert again.info == net.info and again.name == "lenet"
+  assert again.info["source"] == "cache" and again.name == "lenet"
+  assert _without_source(again.info) == _without_source(net.info)
 
   calls = _count_train_calls(monkeypatch)
   other = load_or_train(digits, seed=1)
@@ -257,3 +263,46 @@ def test_max_steps_cuts_training_short_and_changes_the_key(digits):
   features, logits = jax.jit(net.apply_with)(net.variables, x)
   np.testing.assert_allclose(features, net.apply(x)[0], rtol=1e-5, atol=1e-6)
   assert features.shape == (4, 128) and logits.shape == (4, 10)
+
+
+@pytest.mark.parametrize("name, min_accuracy", [("mnist", 0.99), ("fashion_mnist", 0.9)])
+def test_shipped_net_is_used_and_scores_what_it_records(name, min_accuracy, tmp_path, monkeypatch):
+  dataset = load_dataset(name)
+  key = cache_key(dataset, seed=0)
+  # The default recipe on this data has a shipped net: no machine trains its own.
+  assert key in feature_net.packaged_keys()
+  monkeypatch.setattr(feature_net, "train", _fail)
+  net = load_or_train(dataset, seed=0, cache_dir=tmp_path)
+  assert net.key == key and net.info["source"] == "genjax package"
+  assert not any(tmp_path.iterdir())  # Nothing cached.
+  # The weights score the test accuracy their info.json records (a flipped near-tie at most).
+  recomputed = feature_net._accuracy(net.module, net.params, dataset.test, 500)
+  assert recomputed == pytest.approx(net.info["test_accuracy"], abs=2e-4)
+  assert recomputed > min_accuracy
+
+
+def test_shipped_entry_comes_first_and_a_damaged_one_falls_back(
+  digits, quick, tmp_path, monkeypatch
+):
+  shipped = tmp_path / "weights"
+  monkeypatch.setattr(feature_net, "_packaged_root", lambda: shipped)
+  assert feature_net.packaged_keys() == []
+  trained = load_or_train(digits, seed=0)
+  assert trained.info["source"] == "trained"
+  # Ship the cached entry; a second cache root must not be used or written.
+  (shipped / trained.key).mkdir(parents=True)
+  for f in ("params.msgpack", "info.json"):
+    (shipped / trained.key / f).write_bytes((quick / "feature_nets" / trained.key / f).read_bytes())
+  monkeypatch.setattr(feature_net, "train", _fail)
+  other_cache = tmp_path / "other"
+  net = load_or_train(digits, seed=0, cache_dir=other_cache)
+  assert net.info["source"] == "genjax package" and not other_cache.exists()
+  _assert_trees_equal(net.params, trained.params)
+  # A damaged shipped entry warns, names itself and falls back to the cache.
+  (shipped / trained.key / "params.msgpack").write_bytes(b"not msgpack")
+  with pytest.warns(
+    UserWarning, match=f"feature net {trained.key} shipped with genjax is unreadable"
+  ):
+    net = load_or_train(digits, seed=0)
+  assert net.info["source"] == "cache"
+  _assert_trees_equal(net.params, trained.params)
