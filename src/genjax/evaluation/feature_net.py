@@ -336,24 +336,23 @@ def packaged_keys() -> list[str]:
 
 def _load_packaged(key: str, arch: str, module: nn.Module, dataset: Dataset) -> FeatureNet | None:
   """The shipped net for ``key``, or None if genjax ships none (or a damaged one, with a warning)."""
-  if key not in packaged_keys():
-    return None
   entry = _packaged_root() / key
+  if not entry.is_dir():
+    return None
   try:
     with importlib.resources.as_file(entry) as path:
-      net = _load(pathlib.Path(path), arch, module, dataset)
+      net = _load(pathlib.Path(path), arch, module, dataset, source="genjax package")
   except (OSError, ValueError) as e:
     warnings.warn(
       f"The feature net {key} shipped with genjax is unreadable ({e}); using the cache.",
       stacklevel=3,
     )
     return None
-  _log_loaded(net, pathlib.Path(str(entry)), source="genjax package")
+  _log_loaded(net, pathlib.Path(str(entry)))
   return net
 
 
-def _log_loaded(net: FeatureNet, path: pathlib.Path, source: str = "cache") -> None:
-  net.info["source"] = source
+def _log_loaded(net: FeatureNet, path: pathlib.Path) -> None:
   logger.info(
     "Loaded feature net %s (test accuracy %.4f) from %s", net.key, net.info["test_accuracy"], path
   )
@@ -553,8 +552,13 @@ def _save(path: pathlib.Path, params, info: dict) -> None:
     raise
 
 
-def _load(path: pathlib.Path, arch: str, module: nn.Module, dataset: Dataset) -> FeatureNet:
-  """Reads a cache entry; raises OSError/ValueError if it is missing or corrupt."""
+def _load(
+  path: pathlib.Path, arch: str, module: nn.Module, dataset: Dataset, source: str = "cache"
+) -> FeatureNet:
+  """Reads a cache (or shipped) entry, tagging ``info["source"]``.
+
+  Raises OSError/ValueError if the entry is missing or corrupt.
+  """
   info = json.loads((path / _INFO_FILE).read_text())
   if not isinstance(info, dict) or any(k not in info for k in _INFO_KEYS):
     raise ValueError(f"{_INFO_FILE} lacks some of {_INFO_KEYS}")
@@ -574,7 +578,7 @@ def _load(path: pathlib.Path, arch: str, module: nn.Module, dataset: Dataset) ->
   if not all(jax.tree.leaves(shapes_match)):
     raise ValueError(f"{_PARAMS_FILE} has parameters of the wrong shapes")
   params = jax.tree.map(jnp.asarray, params)
-  return FeatureNet(name=arch, module=module, params=params, info=info)
+  return FeatureNet(name=arch, module=module, params=params, info={**info, "source": source})
 
 
 def _to_numpy(tree):
