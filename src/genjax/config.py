@@ -64,7 +64,7 @@ def defaults() -> ml_collections.ConfigDict:
     g_learning_rate=2e-4,  # two time-scale update rule: separate learning rates
     d_learning_rate=2e-4,
     base_channels=32,  # DCGAN width
-    d_norm="",  # discriminator normalisation: batch | layer | none ("" = batch for DCGAN)
+    d_norm="",  # discriminator normalisation: batch | layer | spectral | none ("" = batch for DCGAN)
     conditioning="projection",  # conditional D: projection | concat
   )
   c.diffusion = dict(

@@ -94,7 +94,7 @@ def test_discriminator_steps_use_distinct_minibatches():
   [
     (dict(loss="wasserstein"), "config.gan.loss='wasserstein'"),
     (dict(d_steps=0), "config.gan.d_steps=0"),
-    (dict(loss="wgan", gp_weight=10.0, d_norm="batch"), "d_norm='layer' or 'none'"),
+    (dict(loss="wgan", gp_weight=10.0, d_norm="batch"), "d_norm='layer', 'spectral' or 'none'"),
     (dict(conditioning="film"), "config.gan.conditioning='film'"),
   ],
 )

@@ -206,7 +206,7 @@ def test_batch_stats_synced_under_shard_map():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("norm", ["none", "layer", "batch"])
+@pytest.mark.parametrize("norm", ["none", "layer", "spectral", "batch"])
 def test_discriminator_per_example_independence(norm):
   disc = DCGANDiscriminator(WIDTH, CLASSES, norm=norm)
   x = _images((28, 28, 1), 3)
@@ -223,6 +223,55 @@ def test_discriminator_per_example_independence(norm):
     assert float(cross.max()) > 1e-6  # why WGAN-GP cannot use BatchNorm in D
   else:
     np.testing.assert_array_equal(cross, 0.0)
+
+
+def _power_iterate(module, variables, *inputs, steps=300):
+  """Training-mode calls on fixed weights: the stored power-iteration state converges."""
+  apply = jax.jit(lambda v: module.apply(v, *inputs, train=True, mutable=["batch_stats"])[1])
+  for _ in range(steps):
+    variables = dict(variables, **apply(variables))
+  return variables
+
+
+def _spectral_state(variables):
+  """``{kernel path: stored sigma}`` from SpectralNorm's ``.../<layer>/<param>/sigma`` entries."""
+  flat = jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]
+  names = ["/".join(str(getattr(k, "key", k)) for k in path) for path, _ in flat]
+  return {n.rsplit("/", 1)[0]: float(v) for n, (_, v) in zip(names, flat) if n.endswith("/sigma")}
+
+
+def test_spectral_norm_sigma_is_the_largest_singular_value():
+  """The stored sigma of every D weight is the top singular value numpy's SVD finds."""
+  disc = DCGANDiscriminator(WIDTH, CLASSES, norm="spectral")
+  x, labels = _images((28, 28, 1)), jnp.arange(BATCH)
+  variables = _power_iterate(disc, _host_params(disc, x, labels, train=False), x, labels)
+  sigmas = _spectral_state(variables)
+  # conv0..conv2 kernels, the head's linear kernel and its class embedding.
+  assert len(sigmas) == 5, sorted(sigmas)
+  for path, sigma in sigmas.items():
+    layer, param = path.split("/")[-2:]
+    params = variables["params"]
+    weight = params["head"][layer][param] if "head" in path else params[layer][param]
+    matrix = np.asarray(weight).reshape(-1, weight.shape[-1])
+    np.testing.assert_allclose(sigma, np.linalg.svd(matrix, compute_uv=False)[0], rtol=1e-3)
+
+
+def test_spectral_norm_mlp_discriminator_is_1_lipschitz():
+  """Every Dense has operator norm 1 and LeakyReLU is 1-Lipschitz, so |D(x) - D(y)| <= |x - y|."""
+  disc = MLPDiscriminator((32, 32), norm="spectral")
+  x = jax.random.normal(jax.random.key(0), (256, 2))
+  variables = _power_iterate(disc, _host_params(disc, x, None, train=False, kernel_scale=3.0), x)
+  y = x + 0.1 * jax.random.normal(jax.random.key(1), x.shape)
+  out = _eval_apply(disc)(variables, jnp.concatenate([x, y]), None)
+  ratio = np.abs(out[:256] - out[256:]) / np.linalg.norm(np.asarray(x - y), axis=-1)
+  assert ratio.max() <= 1.0 + 1e-3
+  # Without the normalisation the same weights stretch far more than 1.
+  plain = MLPDiscriminator((32, 32), norm="none")
+  raw = _eval_apply(plain)(variables, jnp.concatenate([x, y]), None)
+  assert (np.abs(raw[:256] - raw[256:]) / np.linalg.norm(np.asarray(x - y), axis=-1)).max() > 2.0
+  # Eval mode leaves the power-iteration state alone.
+  again = disc.apply(variables, x, None, train=False, mutable=["batch_stats"])[1]
+  jax.tree.map(np.testing.assert_array_equal, again["batch_stats"], variables["batch_stats"])
 
 
 def test_build_gan_and_param_counts():

@@ -117,7 +117,7 @@ class GANFamily(Family):
     if g.gp_weight > 0 and batch_norm:
       errors.append(
         f"config.gan.gp_weight={g.gp_weight!r}: the gradient penalty needs a discriminator "
-        "that treats examples independently; set config.gan.d_norm='layer' or 'none'"
+        "that treats examples independently; set config.gan.d_norm='layer', 'spectral' or 'none'"
       )
     if g.conditioning not in gan_models.CONDITIONINGS:
       errors.append(

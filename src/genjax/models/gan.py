@@ -39,7 +39,7 @@ from genjax.models.mlp import _check_labels
 
 GAN_ARCHITECTURES = ("mlp", "dcgan")
 CONDITIONINGS = ("projection", "concat")
-NORMS = ("batch", "layer", "none")
+NORMS = ("batch", "layer", "spectral", "none")
 # DCGAN image side -> side of the map G projects z to (and D reduces to).
 DCGAN_BASE_SIDE = {28: 7, 32: 4}
 LEAKY_SLOPE = 0.2
@@ -68,7 +68,9 @@ def normalize(
   Args:
       h: Features `[B, F]` or `[B, H, W, C]`.
       norm: "batch" (statistics over the batch, synced over `axis_name`),
-        "layer" (per example over all non-batch axes) or "none".
+        "layer" (per example over all non-batch axes), "spectral" or "none"
+        (both leave `h` as it is: spectral normalisation acts on the weights,
+        see `weight_normalized`).
       train: Batch statistics if True, running averages otherwise ("batch" only).
       axis_name: Device axis to average batch statistics over, or None.
       momentum: Running-average momentum ("batch" only).
@@ -82,6 +84,21 @@ def normalize(
   if norm == "layer":
     return nn.LayerNorm(reduction_axes=tuple(range(1, h.ndim)))(h)
   return h
+
+
+def weight_normalized(layer: nn.Module, norm: str, *, train: bool) -> Callable[..., jax.Array]:
+  """`layer`, wrapped in spectral normalisation (Miyato et al. 2018) if `norm == "spectral"`.
+
+  Each weight matrix (a conv kernel flattened to `[kh * kw * c_in, c_out]`) is
+  divided by its largest singular value, estimated by one power iteration per
+  call from a vector `u` kept in the `batch_stats` collection; `u` only moves in
+  training mode. The vector is a function of the (replicated) weights alone,
+  so every device computes the same one.
+  """
+  if norm != "spectral":
+    return layer
+  wrapped = nn.SpectralNorm(layer)
+  return functools.partial(wrapped, update_stats=train)
 
 
 def bias_before(norm: str) -> bool:
@@ -172,7 +189,8 @@ class MLPDiscriminator(nn.Module):
       num_classes: Number of label classes; 0 means unconditional.
       conditioning: "projection" (on the last hidden features) or "concat"
         (one-hot label appended to the input).
-      norm: "none", "layer" or "batch", after every hidden layer but the first.
+      norm: "none", "layer" or "batch", after every hidden layer but the first;
+        or "spectral", on the weights of every layer (Miyato et al. 2018).
       axis_name: Device axis for BatchNorm statistics, or None.
       momentum: BatchNorm running-average momentum.
   """
@@ -210,12 +228,14 @@ class MLPDiscriminator(nn.Module):
     if self.num_classes > 0 and self.conditioning == "concat":
       h = one_hot_concat(h, labels, self.num_classes)
     for i, width in enumerate(self.hidden_sizes):
-      h = nn.Dense(width, use_bias=i == 0 or bias_before(self.norm))(h)
+      dense = nn.Dense(width, use_bias=i == 0 or bias_before(self.norm))
+      h = weight_normalized(dense, self.norm, train=train)(h)
       if i > 0:
         h = normalize(h, self.norm, train=train, axis_name=self.axis_name, momentum=self.momentum)
       h = act(h)
     projection = self.conditioning == "projection"
-    return ProjectionLogit(self.num_classes, projection, name="head")(h, labels)
+    head = ProjectionLogit(self.num_classes, projection, name="head")
+    return weight_normalized(head, self.norm, train=train)(h, labels)
 
 
 def dcgan_geometry(image_shape: Sequence[int]) -> tuple[int, int]:
@@ -320,7 +340,8 @@ class DCGANDiscriminator(nn.Module):
       num_classes: Number of label classes; 0 means unconditional.
       conditioning: "projection" (Miyato & Koyama 2018, on the flattened
         features) or "concat" (one-hot label planes appended to the image).
-      norm: "batch", "layer" or "none".
+      norm: "batch", "layer" or "none" (after every conv but the first), or
+        "spectral" (on the weights of every conv and of the head; SNGAN).
       axis_name: Device axis for BatchNorm statistics, or None.
       momentum: BatchNorm running-average momentum.
   """
@@ -361,14 +382,15 @@ class DCGANDiscriminator(nn.Module):
       conv = Conv(
         channels, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias, name=f"conv{i}"
       )
-      h = conv(h)
+      h = weight_normalized(conv, self.norm, train=train)(h)
       if i > 0:
         h = normalize(h, self.norm, train=train, axis_name=self.axis_name, momentum=self.momentum)
       h = nn.leaky_relu(h, LEAKY_SLOPE)
       channels, i = channels * 2, i + 1
     h = h.reshape(h.shape[0], -1)
     projection = self.conditioning == "projection"
-    return ProjectionLogit(self.num_classes, projection, name="head")(h, labels)
+    head = ProjectionLogit(self.num_classes, projection, name="head")
+    return weight_normalized(head, self.norm, train=train)(h, labels)
 
 
 def build_gan(
@@ -392,8 +414,9 @@ def build_gan(
       num_classes: Number of classes for conditional models; 0 = unconditional.
       hidden_sizes: Dense widths of both MLPs ("mlp" only).
       base_channels: DCGAN width ("dcgan" only).
-      d_norm: Discriminator normalisation ("batch" | "layer" | "none"); None picks
-        "none" for "mlp" and "batch" for "dcgan". Use "none"/"layer" for WGAN-GP.
+      d_norm: Discriminator normalisation ("batch" | "layer" | "spectral" | "none");
+        None picks "none" for "mlp" and "batch" for "dcgan". WGAN-GP needs a
+        per-example critic: "none", "layer" or "spectral".
       conditioning: Discriminator conditioning, "projection" or "concat".
       axis_name: Device axis for BatchNorm statistics (e.g. "data"), or None.
 
