@@ -29,7 +29,11 @@ Measured (seed 0, EMA generator, 10k samples vs the 10k test images, floors in
   samples, floor 8.15) it had 28.0 against 42.5 for the default, and
   ``--config.gan.loss=hinge`` 42.0, ``--config.gan.d_norm=layer
   --config.gan.r1_weight=1`` 51.4, and the SNGAN recipe
-  ``--config.gan.d_norm=spectral --config.gan.loss=hinge`` 44.3. Unconditional samples lag in precision; the
+  ``--config.gan.d_norm=spectral --config.gan.loss=hinge`` 44.3. Decaying
+  both learning rates linearly to 0 over 10k steps
+  (``--config.optimizer.schedule=linear --config.train.num_steps=10000``)
+  ends at 39.4, against 27.2 at 10k steps with the constant rate (earlier
+  feature net). Unconditional samples lag in precision; the
   class-conditional ``cgan_mnist`` (same networks) reaches 2.52 [1.12] in 10k
   steps.
 """

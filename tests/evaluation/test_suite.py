@@ -78,6 +78,9 @@ class Oracle:
   def to_unit(self, x):
     return x
 
+  def sampler_description(self):
+    return f"training examples ({self.mode})"
+
 
 def _evaluator(dataset, evals, mode="real", conditional=False, parallel=None):
   c = config_lib.defaults()
@@ -105,6 +108,7 @@ def test_real_sampler_scores_at_the_floor_and_noise_does_not(digits):
   n = len(digits.test["label"])
   assert real["num_generated"] == n and report["num_generated"] == n  # capped by the test split
   assert report["reference"] == f"digits test split, first {n} examples"
+  assert report["sampler"] == "training examples (real)"  # the family names its sampler
   # Drawing training images is what the floor measures: same number up to noise.
   assert real["fid_lenet"] < 2 * real["fid_lenet_floor"]
   assert real["precision_lenet"] > 0.9 * real["precision_lenet_floor"]

@@ -116,6 +116,21 @@ def test_both_samplers_run_from_the_family(tiny, sampler):
   assert np.all(np.isfinite(np.asarray(x))) and path.shape[1:] == (3, 8, 8, 1)
 
 
+def test_evaluation_reports_name_the_sampler_and_its_settings():
+  def described(conditional=False, **diffusion):
+    c = _config(**diffusion)
+    c.model.conditional = conditional
+    return loop.build(c, jax.devices()[:1]).family.sampler_description()
+
+  assert described() == "DDIM, 4 trailing steps, eta 0, x0 clipped to [-1, 1]"
+  assert described(sampler="ddpm", model_variance="posterior", clip_x0=False) == (
+    "DDPM ancestral, 10 steps, sigma_t^2 = posterior beta tilde_t"
+  )
+  assert described(True, spacing="leading", eta=0.5, guidance_scale=3.0) == (
+    "DDIM, 4 leading steps, eta 0.5, x0 clipped to [-1, 1], guidance scale 3"
+  )
+
+
 def test_guidance_scale_one_is_the_conditional_model():
   c = _config(guidance_scale=1.0)
   c.model.conditional = True

@@ -369,6 +369,9 @@ class SampleEvaluator:
       "floor": f"{n} {name} training examples (fixed random subset) vs the reference",
       "sampling": f"key fold_in(sample stream of seed {self.config.seed}, i)",
     }
+    sampler = self.family.sampler_description()
+    if sampler:
+      out["sampler"] = sampler
     if self.family.conditional:
       out["labels"] = f"sample i asks for label i mod {self.dataset.num_classes}"
     if self.nets:

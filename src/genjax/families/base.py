@@ -185,6 +185,10 @@ class Family:
     """
     raise NotImplementedError(f"family {self.config.family!r} does not generate samples")
 
+  def sampler_description(self) -> str | None:
+    """How ``sample`` draws, for evaluation reports (None: nothing to add)."""
+    return None
+
   def pictures(self, params, batch: dict[str, jax.Array], key: jax.Array) -> dict[str, np.ndarray]:
     """Named picture grids ``[H, W, C]`` in [0, 1] (host side).
 

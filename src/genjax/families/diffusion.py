@@ -293,6 +293,20 @@ class DiffusionFamily(Family):
       return lambda x, t: conditional(x, t, jnp.full_like(labels, self.null_label))
     return samplers.guided_model_fn(conditional, labels, self.null_label, scale)
 
+  def sampler_description(self) -> str:
+    """E.g. "DDIM, 50 trailing steps, eta 0, x0 clipped to [-1, 1]"."""
+    d = self.config.diffusion
+    if d.sampler == "ddpm":
+      variance = "beta_t" if self.model_variance == "beta" else "posterior beta tilde_t"
+      out = f"DDPM ancestral, {self.num_steps} steps, sigma_t^2 = {variance}"
+    else:
+      out = f"DDIM, {d.sample_steps} {d.spacing} steps, eta {float(d.eta):g}"
+    if self.clip_x0:
+      out += ", x0 clipped to [-1, 1]"
+    if self.conditional:
+      out += f", guidance scale {float(d.guidance_scale):g}"
+    return out
+
   def generate(
     self,
     params,
