@@ -62,7 +62,9 @@ def get_config():
   c.unet.num_res_blocks = 1
   c.unet.attention_resolutions = (7,)
   c.unet.num_groups = 4
-  c.unet.dropout = 0.1
+  # Ho et al. use 0.1 against overfitting a 35.7M-parameter net; this 0.3M one
+  # does not overfit in 10k steps and fits faster without (see above).
+  c.unet.dropout = 0.0
   c.optimizer.learning_rate = 5e-4
   c.optimizer.warmup_steps = 500
   c.optimizer.grad_clip_norm = 1.0
