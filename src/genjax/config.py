@@ -66,6 +66,8 @@ def defaults() -> ml_collections.ConfigDict:
     base_channels=32,  # DCGAN width
     d_norm="",  # discriminator normalisation: batch | layer | spectral | none ("" = batch for DCGAN)
     conditioning="projection",  # conditional D: projection | concat
+    code_classes=0,  # InfoGAN: size of G's uniform categorical code, read back by D's Q head (0 = off)
+    info_weight=1.0,  # InfoGAN: weight lambda of the code cross-entropy in both players' losses
   )
   c.diffusion = dict(
     schedule="linear",  # noise schedule: linear | cosine

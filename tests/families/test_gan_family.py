@@ -27,6 +27,22 @@ def _config(**gan):
   return c
 
 
+def _train(exp, num_steps):
+  """Runs ``num_steps`` compiled steps from a fresh state; the metrics of each, on the host."""
+  step_fn = exp.parallel.compile(
+    steps.make_train_step(exp.family, seed=0, preprocess=exp.config.data.preprocess)
+  )
+  it = pipeline.make_train_iterator(
+    exp.dataset.train, global_batch_size=32, seed=0, minibatches=exp.family.minibatches
+  )
+  state = exp.parallel.put_replicated(exp.init_state())
+  history = []
+  for _ in range(num_steps):
+    state, metrics = step_fn(state, exp.parallel.put_batch(next(it)))
+    history.append(jax.device_get(exp.parallel.get_replicated(metrics)))
+  return history
+
+
 def _step_inputs(exp, seed=0):
   it = pipeline.make_train_iterator(
     exp.dataset.train, global_batch_size=32, seed=seed, minibatches=exp.family.minibatches
@@ -115,12 +131,7 @@ def test_gradient_penalty_and_r1_are_logged_and_finite():
   exp = loop.build(
     _config(loss="wgan", gp_weight=10.0, r1_weight=1.0, d_steps=2), jax.devices()[:1]
   )
-  step_fn = exp.parallel.compile(
-    steps.make_train_step(exp.family, seed=0, preprocess=exp.config.data.preprocess)
-  )
-  state = exp.parallel.put_replicated(exp.init_state())
-  state, metrics = step_fn(state, exp.parallel.put_batch(_step_inputs(exp)))
-  metrics = exp.parallel.get_replicated(metrics)
+  (metrics,) = _train(exp, 1)
   assert {"gradient_penalty", "r1_penalty", "d_loss", "g_loss"} <= set(metrics)
   assert all(np.isfinite(float(v)) for v in metrics.values())
 
@@ -175,3 +186,53 @@ def test_ema_generator_samples_with_its_own_batchnorm_statistics():
   np.testing.assert_allclose(got, want, atol=2e-4)
   stale = dict(params, batch_stats=state.model_state)  # the raw generator's statistics
   assert float(jnp.abs(fam.sample(stale, keys, labels) - want).max()) > 1e-2
+
+
+@pytest.mark.parametrize(
+  "overrides,family,message",
+  [
+    (dict(code_classes=1), "gan", "config.gan.code_classes=1"),
+    (dict(code_classes=-2), "gan", "config.gan.code_classes=-2"),
+    (dict(code_classes=4), "cgan", "has labels already"),
+    (dict(code_classes=4, info_weight=-1.0), "gan", "config.gan.info_weight=-1.0"),
+  ],
+)
+def test_invalid_infogan_configs_name_the_field(overrides, family, message):
+  c = _config(**overrides)
+  c.family = family
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(c, 1)
+
+
+def test_infogan_head_learns_to_read_back_the_code():
+  # The code that G is given must be the one Q is scored against: with any
+  # mismatch the head could not beat chance (1/8).
+  c = _config(code_classes=8, d_steps=2)
+  c.model.hidden_sizes = (32, 32)
+  history = _train(loop.build(c, jax.devices()[:1]), 300)
+  first, last = history[0], history[-10:]
+  assert abs(float(first["info_loss"]) - np.log(8)) < 0.3  # an untrained head guesses
+  assert np.mean([float(m["code_accuracy"]) for m in last]) > 0.6
+  assert np.mean([float(m["info_loss"]) for m in last]) < 0.5 * np.log(8)
+  assert all(np.isfinite(float(v)) for m in history for v in m.values())
+
+
+def test_infogan_samples_draw_their_code_from_the_key():
+  c = _config(code_classes=4)
+  c.data.name, c.data.preprocess = "mnist", "scale_pm1"
+  c.model.architecture, c.model.latent_dim, c.gan.base_channels = "dcgan", 8, 4
+  exp = loop.build(c, jax.devices()[:1])
+  fam = exp.family
+  params = fam.eval_params(exp.init_state())
+  keys = jax.random.split(jax.random.key(3), 16)
+  labels = jnp.zeros(16, jnp.int32)  # ignored: the model is unconditional
+  drawn = fam.sample(params, keys, labels)
+  codes = fam._codes(keys)
+  assert len(np.unique(np.asarray(codes))) > 1
+  np.testing.assert_array_equal(drawn, fam.sample(params, keys, labels, codes))
+  other = fam.sample(params, keys, labels, (codes + 1) % 4)
+  assert float(jnp.abs(drawn - other).max()) > 1e-4
+  pictures = fam.pictures(params, None, jax.random.key(0))
+  # 4 code rows of 10 images of 28 px (with 2 px borders), plus the plain grid.
+  assert {"samples_by_code", "samples", "interpolations"} <= set(pictures)
+  assert pictures["samples_by_code"].shape[0] > pictures["samples_by_code"].shape[1] / 10 * 3

@@ -305,6 +305,33 @@ def test_build_gan_rejects_bad_shapes(architecture, shape, match):
     build_gan(architecture, data_shape=shape, latent_dim=LATENT)
 
 
+@pytest.mark.parametrize("architecture,shape", [("mlp", (2,)), ("dcgan", (28, 28, 1))])
+def test_infogan_code_head_and_code_input(architecture, shape):
+  gen, disc = build_gan(
+    architecture, data_shape=shape, latent_dim=LATENT, base_channels=WIDTH, code_classes=5
+  )
+  z, _ = _latents()
+  codes = jnp.array([0, 1, 4, 2], jnp.int32)
+  g_vars = gen.init(jax.random.key(0), z, codes, train=False)
+  # The code is G's label input: changing it changes the sample.
+  apply = _eval_apply(gen)
+  out_a, out_b = apply(g_vars, z, codes), apply(g_vars, z, (codes + 1) % 5)
+  _assert_finite(out_a, out_b)
+  assert out_a.shape == (BATCH, *shape) and float(jnp.max(jnp.abs(out_a - out_b))) > 1e-4
+  x = _images(shape)
+  d_vars = disc.init(jax.random.key(1), x, None, train=False)
+  logits, code_logits = _eval_apply(disc)(d_vars, x, None)
+  assert logits.shape == (BATCH,) and code_logits.shape == (BATCH, 5)
+  _assert_finite(logits, code_logits)
+  # Q is one linear map of D's last features: D's own logit does not change
+  # when the head is dropped from the same weights.
+  plain = disc.clone(code_classes=0)
+  params = {k: v for k, v in d_vars["params"].items() if k != "code_head"}
+  np.testing.assert_allclose(_eval_apply(plain)(dict(d_vars, params=params), x, None), logits)
+  with pytest.raises(ValueError, match="code_classes"):
+    build_gan(architecture, data_shape=shape, latent_dim=LATENT, num_classes=3, code_classes=5)
+
+
 def test_bad_options_and_missing_labels():
   with pytest.raises(ValueError, match="norm"):
     build_gan("dcgan", data_shape=(28, 28, 1), latent_dim=LATENT, d_norm="group")

@@ -272,6 +272,28 @@ def test_r1_penalty():
   chex.assert_tree_all_finite(g)
 
 
+def test_info_code_loss_is_the_cross_entropy_of_the_code():
+  rng = _rng(11)
+  logits = _f32(rng.normal(size=(6, 5)) * 3.0)
+  codes = jnp.asarray(rng.integers(0, 5, size=6), jnp.int32)
+  got = jax.jit(gan.info_code_loss)(logits, codes)
+  chex.assert_shape(got, (6,))
+  l64 = np.asarray(logits, np.float64)
+  want = np.log(np.exp(l64).sum(-1)) - l64[np.arange(6), np.asarray(codes)]
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  # A head that is sure of the right code pays nothing, the MI bound log K - CE is
+  # then log K, and it never exceeds log K.
+  sure = 50.0 * jax.nn.one_hot(codes, 5)
+  np.testing.assert_allclose(gan.info_code_loss(sure, codes), 0.0, atol=1e-6)
+  assert float(math.log(5) - got.mean()) <= math.log(5)
+  # Extreme wrong logits stay finite, and so do their gradients.
+  wrong = -1e4 * jax.nn.one_hot(codes, 5)
+  g = jax.grad(lambda l: gan.info_code_loss(l, codes).sum())(wrong)
+  chex.assert_tree_all_finite((gan.info_code_loss(wrong, codes), g))
+  with pytest.raises(ValueError, match="code_logits"):
+    gan.info_code_loss(logits[:, 0], codes)
+
+
 def test_docstring_examples():
   result = doctest.testmod(gan, optionflags=doctest.NORMALIZE_WHITESPACE)
   assert result.attempted > 0 and result.failed == 0

@@ -38,6 +38,18 @@ def test_bernoulli_per_example_probabilities():
   np.testing.assert_allclose(draws.mean(axis=1), [0.1, 0.7], atol=0.03)
 
 
+def test_randint_range_uniformity_and_row_independence():
+  keys = _keys(6000)
+  codes = random.randint(keys, 10)
+  assert codes.shape == (6000,) and codes.dtype == jnp.int32
+  counts = np.bincount(np.asarray(codes), minlength=10)
+  assert counts.size == 10 and counts.min() > 0
+  # Chi-square with 9 degrees of freedom: 27.9 is its 0.999 quantile.
+  assert float(np.sum((counts - 600.0) ** 2 / 600.0)) < 27.9
+  assert int(codes[17]) == int(jax.random.randint(keys[17], (), 0, 10))
+  np.testing.assert_array_equal(random.randint(keys[:5], 10), codes[:5])
+
+
 def test_split_layout_and_independence():
   keys = _keys(5)
   parts = random.split(keys, 3)

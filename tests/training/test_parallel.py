@@ -21,8 +21,9 @@ NUM_STEPS = 4
 
 def _tiny_config(parallel: str, family: str = "vae"):
   c = config_lib.defaults()
-  # "sngan": the 2-D GAN with a spectrally normalised D (power-iteration state).
-  c.family = "gan" if family == "sngan" else family
+  # "sngan": the 2-D GAN with a spectrally normalised D (power-iteration state);
+  # "infogan": the 2-D GAN with a categorical code drawn per example, read back by D.
+  c.family = "gan" if family in ("sngan", "infogan") else family
   c.data.name = "digits"
   c.model.hidden_sizes = (32,)
   c.model.latent_dim = 4
@@ -36,6 +37,8 @@ def _tiny_config(parallel: str, family: str = "vae"):
     c.gan.d_norm, c.gan.d_steps = "batch", 2
   if family == "sngan":
     c.data.name, c.model.architecture, c.gan.d_norm = "ring8", "mlp", "spectral"
+  if family == "infogan":
+    c.data.name, c.model.architecture, c.gan.code_classes = "ring8", "mlp", 8
   if family == "cgan":  # DCGAN with BatchNorm in both players, projection D.
     c.data.name, c.data.preprocess, c.model.architecture = "mnist", "scale_pm1", "dcgan"
     c.gan.base_channels, c.train.batch_size = 4, 32
@@ -78,7 +81,9 @@ def _train(parallel: str, devices, family: str = "vae"):
   return jax.device_get(exp.parallel.get_replicated(state)), losses
 
 
-@pytest.mark.parametrize("family", ["vae", "dae", "gan", "sngan", "cgan", "ddpm", "vqvae"])
+@pytest.mark.parametrize(
+  "family", ["vae", "dae", "gan", "sngan", "infogan", "cgan", "ddpm", "vqvae"]
+)
 def test_one_device_shard_map_and_pmap_agree(family):
   assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"
   one, one_losses = _train("shard_map", jax.devices()[:1], family)

@@ -11,7 +11,12 @@ generator is what evaluation and pictures sample from.
 
 ``gan`` is unconditional; ``cgan`` (or ``config.model.conditional=True``)
 feeds the label to both players (an embedding into G; projection or
-concatenation in D).
+concatenation in D). ``config.gan.code_classes=K`` makes an unconditional GAN
+an InfoGAN (Chen et al. 2016): G also takes a uniform K-way code, which D's
+auxiliary head Q(c | x) learns to read back from the samples, both players
+minimising ``config.gan.info_weight`` times that cross-entropy. The code
+gives G a discrete input, so it can put separate modes (digit classes) apart
+instead of bridging them with a continuous map of z alone.
 """
 
 import functools
@@ -34,6 +39,8 @@ from genjax.training.parallel import AXIS
 from genjax.training.train_state import TrainState, ema_update
 
 GENERATOR, DISCRIMINATOR = "generator", "discriminator"
+# Folded into an example's key to draw its InfoGAN code (z uses the key itself).
+CODE_STREAM = 1
 # Noise vectors used to recompute the EMA generator's BatchNorm statistics.
 STANDING_STATS_EXAMPLES = 1024
 
@@ -68,6 +75,8 @@ class GANFamily(Family):
     if self.conditional and data.num_classes <= 1:
       raise ValueError(f"a conditional GAN needs labels; {data.name!r} has none")
     self.num_classes = data.num_classes if self.conditional else 0
+    self.code_classes = int(g.code_classes)
+    self.info_weight = float(g.info_weight)
     self.latent_dim = int(m.latent_dim)
     self.loss = gan_objectives.get_loss(g.loss)
     self.minibatches = self.d_steps = int(g.d_steps)
@@ -81,6 +90,7 @@ class GANFamily(Family):
       base_channels=int(g.base_channels),
       d_norm=g.d_norm or None,
       conditioning=g.conditioning,
+      code_classes=self.code_classes,
       axis_name=AXIS,
     )
     steps = config.train.num_steps
@@ -119,6 +129,17 @@ class GANFamily(Family):
         f"config.gan.gp_weight={g.gp_weight!r}: the gradient penalty needs a discriminator "
         "that treats examples independently; set config.gan.d_norm='layer', 'spectral' or 'none'"
       )
+    if not isinstance(g.code_classes, int) or g.code_classes < 0 or g.code_classes == 1:
+      errors.append(
+        f"config.gan.code_classes={g.code_classes!r}: must be 0 (no code) or an integer >= 2"
+      )
+    elif g.code_classes and (c.model.conditional or c.family == "cgan"):
+      errors.append(
+        f"config.gan.code_classes={g.code_classes!r}: a conditional GAN has labels already; "
+        "InfoGAN codes are for unconditional models (set it to 0)"
+      )
+    if not g.info_weight >= 0:
+      errors.append(f"config.gan.info_weight={g.info_weight!r}: must be >= 0")
     if g.conditioning not in gan_models.CONDITIONINGS:
       errors.append(
         f"config.gan.conditioning={g.conditioning!r}: allowed: {', '.join(gan_models.CONDITIONINGS)}"
@@ -128,7 +149,18 @@ class GANFamily(Family):
   # -- networks ---------------------------------------------------------------
 
   def _labels(self, labels):
+    """D's label input: the label of a conditional model, else nothing."""
     return labels if self.conditional else None
+
+  def _codes(self, keys):
+    """The InfoGAN code of every example, drawn from its key (None without codes)."""
+    if not self.code_classes:
+      return None
+    return genjax_random.randint(genjax_random.fold_in(keys, CODE_STREAM), self.code_classes)
+
+  def _g_labels(self, keys, labels):
+    """G's label input: the label (conditional), the example's code (InfoGAN), or nothing."""
+    return labels if self.conditional else self._codes(keys)
 
   @staticmethod
   def _apply(module, params, stats, inputs, labels, train: bool):
@@ -141,18 +173,38 @@ class GANFamily(Family):
       return out, updates["batch_stats"]
     return module.apply(variables, inputs, labels, train=train), stats
 
-  def _generate(self, params, stats, keys, labels, train: bool):
+  def _generate(self, params, stats, keys, labels, train: bool, g_labels=None):
+    """G(z) from per-example keys; ``g_labels`` overrides the label or code G is given."""
     z = genjax_random.normal(keys, (self.latent_dim,))
-    return self._apply(self.generator, params, stats, z, self._labels(labels), train)
+    if g_labels is None:
+      g_labels = self._g_labels(keys, labels)
+    return self._apply(self.generator, params, stats, z, g_labels, train)
+
+  def _critic_and_codes(self, params, stats, x, labels, train: bool):
+    """``(logits [B], code_logits [B, K] or None, new_batch_stats)``."""
+    out, stats = self._apply(self.discriminator, params, stats, x, self._labels(labels), train)
+    logits, code_logits = out if self.code_classes else (out, None)
+    return logits, code_logits, stats
 
   def _critic(self, params, stats, x, labels, train: bool):
-    return self._apply(self.discriminator, params, stats, x, self._labels(labels), train)
+    logits, _, stats = self._critic_and_codes(params, stats, x, labels, train)
+    return logits, stats
+
+  def _info_loss(self, code_logits, codes, metrics):
+    """InfoGAN's weighted code cross-entropy per example (0 without codes); logs it."""
+    if not self.code_classes:
+      return 0.0
+    loss = gan_objectives.info_code_loss(code_logits, codes)
+    metrics["info_loss"] = jnp.mean(loss)
+    metrics["code_accuracy"] = jnp.mean(jnp.argmax(code_logits, -1) == codes)
+    return self.info_weight * loss
 
   def init_params(self, key, batch):
     key_g, key_d = jax.random.split(key)
     x, labels = batch["x"], self._labels(batch["label"])
     z = jnp.zeros((x.shape[0], self.latent_dim), x.dtype)
-    g = self.generator.init(key_g, z, labels, train=False)
+    g_labels = jnp.zeros((x.shape[0],), jnp.int32) if self.code_classes else labels
+    g = self.generator.init(key_g, z, g_labels, train=False)
     d = self.discriminator.init(key_d, x, labels, train=False)
     params = {GENERATOR: g["params"], DISCRIMINATOR: d["params"]}
     stats = {GENERATOR: g.get("batch_stats", {}), DISCRIMINATOR: d.get("batch_stats", {})}
@@ -197,30 +249,30 @@ class GANFamily(Family):
     module = self.generator.clone(axis_name=None, momentum=0.0)
     num = STANDING_STATS_EXAMPLES
     keys = jax.random.split(jax.random.key(self.config.seed), num)
-    labels = jnp.arange(num, dtype=jnp.int32) % max(self.num_classes, 1)
+    labels = jnp.arange(num, dtype=jnp.int32) % max(self.num_classes, self.code_classes, 1)
+    g_labels = labels if self.conditional or self.code_classes else None
 
     @jax.jit
     def stats(params, stats):
       z = genjax_random.normal(keys, (self.latent_dim,))
       variables = {"params": params[GENERATOR], "batch_stats": stats}
-      _, updates = module.apply(
-        variables, z, self._labels(labels), train=True, mutable=["batch_stats"]
-      )
+      _, updates = module.apply(variables, z, g_labels, train=True, mutable=["batch_stats"])
       return updates["batch_stats"]
 
     return stats
 
   # -- training ---------------------------------------------------------------
 
-  def _d_loss(self, d_params, d_stats, x, fake, labels, keys):
+  def _d_loss(self, d_params, d_stats, x, fake, labels, codes, keys):
     real_logits, stats = self._critic(d_params, d_stats, x, labels, True)
-    fake_logits, stats = self._critic(d_params, stats, fake, labels, True)
+    fake_logits, code_logits, stats = self._critic_and_codes(d_params, stats, fake, labels, True)
     per_example = self.loss.discriminator(real_logits, fake_logits)
     metrics = {
       "d_loss": jnp.mean(per_example),
       "real_logit": jnp.mean(real_logits),
       "fake_logit": jnp.mean(fake_logits),
     }
+    per_example = per_example + self._info_loss(code_logits, codes, metrics)
     critic = lambda v: self._critic(d_params, stats, v, labels, False)[0]  # noqa: E731
     if self.gp_weight:
       alpha = genjax_random.uniform(keys, ())
@@ -237,9 +289,12 @@ class GANFamily(Family):
     d_params, d_opt, d_stats = carry
     x, labels, keys = minibatch
     z_keys, penalty_keys = genjax_random.split(keys, 2)
-    fake = lax.stop_gradient(self._generate(g_params, g_stats, z_keys, labels, True)[0])
+    codes = self._codes(z_keys)
+    fake = self._generate(g_params, g_stats, z_keys, labels, True)[0]
     grad_fn = jax.value_and_grad(self._d_loss, has_aux=True)
-    (_, (metrics, d_stats)), grads = grad_fn(d_params, d_stats, x, fake, labels, penalty_keys)
+    (_, (metrics, d_stats)), grads = grad_fn(
+      d_params, d_stats, x, lax.stop_gradient(fake), labels, codes, penalty_keys
+    )
     grads = lax.pmean(grads, AXIS)
     updates, d_opt = self.tx_d.update(grads, d_opt, d_params)
     metrics["d_grad_norm"] = optax.tree.norm(grads)
@@ -248,9 +303,12 @@ class GANFamily(Family):
   def _g_loss(self, g_params, g_stats, d_params, d_stats, keys, labels):
     fake, g_stats = self._generate(g_params, g_stats, keys, labels, True)
     # D's statistics from this pass are not kept: only D's own updates move them.
-    logits, _ = self._critic(d_params, d_stats, fake, labels, True)
-    loss = jnp.mean(self.loss.generator(logits))
-    return loss, ({"g_loss": loss}, g_stats)
+    logits, code_logits, _ = self._critic_and_codes(d_params, d_stats, fake, labels, True)
+    per_example = self.loss.generator(logits)
+    metrics = {"g_loss": jnp.mean(per_example)}
+    info = self._info_loss(code_logits, self._codes(keys), {})
+    loss = jnp.mean(per_example + info)
+    return loss, (metrics, g_stats)
 
   def train_step(self, state, batch, keys):
     """``d_steps`` discriminator updates (scan), then one generator update.
@@ -293,9 +351,12 @@ class GANFamily(Family):
 
   # -- evaluation -------------------------------------------------------------
 
-  def sample(self, params, keys, labels):
+  def sample(self, params, keys, labels, g_labels=None):
+    """Samples of the eval generator; an InfoGAN draws each code from its key
+    unless ``g_labels`` fixes them."""
     variables, stats = params["params"], params["batch_stats"]
-    return self._generate(variables[GENERATOR], stats[GENERATOR], keys, labels, False)[0]
+    g = variables[GENERATOR], stats[GENERATOR]
+    return self._generate(*g, keys, labels, False, g_labels)[0]
 
   def eval_fn(self, params, batch, keys, num_samples):
     """Discriminator outputs on test data and on as many fresh samples."""
@@ -322,12 +383,15 @@ class GANFamily(Family):
 
   def _image_pictures(self, params, key):
     grid = lambda x, nrow: image_lib.make_grid(np.asarray(self.to_unit(x)), nrow=nrow)  # noqa: E731
-    if self.conditional:
-      labels = jnp.repeat(jnp.arange(self.num_classes), 10)
-      # The same 10 noise vectors in every row: only the label changes down a column.
-      keys = jnp.tile(jax.random.split(key, 10), self.num_classes)
-      samples = np.asarray(jax.jit(self.sample)(params, keys, labels))
-      out = {"samples_by_class": grid(samples, 10)}
+    if self.conditional or self.code_classes:
+      rows = self.num_classes or self.code_classes
+      labels = jnp.repeat(jnp.arange(rows), 10)
+      # The same 10 noise vectors in every row: only the label (or code) changes down a column.
+      keys = jnp.tile(jax.random.split(key, 10), rows)
+      samples = np.asarray(jax.jit(self.sample)(params, keys, labels, labels))
+      out = {"samples_by_class" if self.conditional else "samples_by_code": grid(samples, 10)}
+      if self.code_classes:
+        out["samples"] = grid(self._samples(params, key, jnp.zeros((64,), jnp.int32)), 8)
     else:
       out = {"samples": grid(self._samples(params, key, jnp.zeros((64,), jnp.int32)), 8)}
     out["interpolations"] = grid(self._interpolations(params, key), 10)
@@ -336,10 +400,11 @@ class GANFamily(Family):
   def _interpolations(self, params, key, rows: int = 8, steps: int = 10):
     ends = jax.random.normal(key, (rows, 2, self.latent_dim))
     z = np.concatenate([image_lib.interpolation_codes(a, b, steps) for a, b in np.asarray(ends)])
-    labels = jnp.repeat(jnp.arange(rows) % max(self.num_classes, 1), steps)
+    labels = jnp.repeat(jnp.arange(rows) % max(self.num_classes, self.code_classes, 1), steps)
+    g_labels = labels if self.conditional or self.code_classes else None
     g = params["params"][GENERATOR], params["batch_stats"][GENERATOR]
-    fn = jax.jit(lambda z, y: self._apply(self.generator, *g, z, self._labels(y), False)[0])
-    return fn(jnp.asarray(z, jnp.float32), labels)
+    fn = jax.jit(lambda z, y: self._apply(self.generator, *g, z, y, False)[0])
+    return fn(jnp.asarray(z, jnp.float32), g_labels)
 
   def _point_pictures(self, params, batch, key, n: int = 2000, grid: int = 100):
     labels = jnp.zeros((n,), jnp.int32)

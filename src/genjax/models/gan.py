@@ -135,6 +135,26 @@ class ProjectionLogit(nn.Module):
     return logits
 
 
+def code_head(logits: jax.Array, features: jax.Array, code_classes: int):
+  """Adds InfoGAN's auxiliary head Q(c | x) to a discriminator's output (call in a compact method).
+
+  Q shares every layer of D but its last (Chen et al. 2016): one linear map
+  from D's final features to `K` code logits. It is left without spectral
+  normalisation: it classifies codes and is no part of the critic's score.
+
+  Args:
+      logits: D's logits `[B]`.
+      features: D's final features `[B, F]`.
+      code_classes: `K`; 0 returns `logits` alone.
+
+  Returns:
+      `logits`, or `(logits [B], code_logits [B, K])`.
+  """
+  if code_classes <= 0:
+    return logits
+  return logits, nn.Dense(code_classes, name="code_head")(features)
+
+
 class MLPGenerator(nn.Module):
   """z (+ one-hot label) -> Dense hidden layers -> linear output, for e.g. 2-D mixtures.
 
@@ -191,6 +211,8 @@ class MLPDiscriminator(nn.Module):
         (one-hot label appended to the input).
       norm: "none", "layer" or "batch", after every hidden layer but the first;
         or "spectral", on the weights of every layer (Miyato et al. 2018).
+      code_classes: Size `K` of InfoGAN's categorical code; > 0 adds the
+        auxiliary head Q(c | x) on the last hidden features (see `code_head`).
       axis_name: Device axis for BatchNorm statistics, or None.
       momentum: BatchNorm running-average momentum.
   """
@@ -200,6 +222,7 @@ class MLPDiscriminator(nn.Module):
   num_classes: int = 0
   conditioning: str = "projection"
   norm: str = "none"
+  code_classes: int = 0
   axis_name: str | None = None
   momentum: float = BN_MOMENTUM
 
@@ -220,7 +243,8 @@ class MLPDiscriminator(nn.Module):
         train: BatchNorm uses batch statistics if True, running averages if False.
 
     Returns:
-        Logits `[B]` (real = positive).
+        Logits `[B]` (real = positive); with `code_classes > 0` the pair
+        `(logits [B], code_logits [B, K])`.
     """
     _check_labels(labels, self.num_classes, "MLPDiscriminator")
     act = gan_activation(self.activation)
@@ -235,7 +259,7 @@ class MLPDiscriminator(nn.Module):
       h = act(h)
     projection = self.conditioning == "projection"
     head = ProjectionLogit(self.num_classes, projection, name="head")
-    return weight_normalized(head, self.norm, train=train)(h, labels)
+    return code_head(weight_normalized(head, self.norm, train=train)(h, labels), h, self.code_classes)
 
 
 def dcgan_geometry(image_shape: Sequence[int]) -> tuple[int, int]:
@@ -342,6 +366,8 @@ class DCGANDiscriminator(nn.Module):
         features) or "concat" (one-hot label planes appended to the image).
       norm: "batch", "layer" or "none" (after every conv but the first), or
         "spectral" (on the weights of every conv and of the head; SNGAN).
+      code_classes: Size `K` of InfoGAN's categorical code; > 0 adds the
+        auxiliary head Q(c | x) on the flattened features (see `code_head`).
       axis_name: Device axis for BatchNorm statistics, or None.
       momentum: BatchNorm running-average momentum.
   """
@@ -350,6 +376,7 @@ class DCGANDiscriminator(nn.Module):
   num_classes: int = 0
   conditioning: str = "projection"
   norm: str = "batch"
+  code_classes: int = 0
   axis_name: str | None = None
   momentum: float = BN_MOMENTUM
 
@@ -370,7 +397,8 @@ class DCGANDiscriminator(nn.Module):
         train: BatchNorm uses batch statistics if True, running averages if False.
 
     Returns:
-        Logits `[B]` (real = positive).
+        Logits `[B]` (real = positive); with `code_classes > 0` the pair
+        `(logits [B], code_logits [B, K])`.
     """
     _check_labels(labels, self.num_classes, "DCGANDiscriminator")
     h = x
@@ -390,7 +418,7 @@ class DCGANDiscriminator(nn.Module):
     h = h.reshape(h.shape[0], -1)
     projection = self.conditioning == "projection"
     head = ProjectionLogit(self.num_classes, projection, name="head")
-    return weight_normalized(head, self.norm, train=train)(h, labels)
+    return code_head(weight_normalized(head, self.norm, train=train)(h, labels), h, self.code_classes)
 
 
 def build_gan(
@@ -403,6 +431,7 @@ def build_gan(
   base_channels: int = 64,
   d_norm: str | None = None,
   conditioning: str = "projection",
+  code_classes: int = 0,
   axis_name: str | None = None,
 ) -> tuple[nn.Module, nn.Module]:
   """Builds an uninitialised `(generator, discriminator)` pair from config fields.
@@ -418,10 +447,14 @@ def build_gan(
         None picks "none" for "mlp" and "batch" for "dcgan". WGAN-GP needs a
         per-example critic: "none", "layer" or "spectral".
       conditioning: Discriminator conditioning, "projection" or "concat".
+      code_classes: Size `K` of an InfoGAN categorical code (unconditional
+        models only): G takes the code where a conditional G takes its label,
+        and D gains the head Q(c | x).
       axis_name: Device axis for BatchNorm statistics (e.g. "data"), or None.
 
   Returns:
-      `(generator, discriminator)`; both are called as `module(inputs, labels, train)`.
+      `(generator, discriminator)`; both are called as `module(inputs, labels, train)`,
+      G with the code as its label when `code_classes > 0`.
 
   Raises:
       ValueError: On an unknown architecture/norm/conditioning or unsupported shape.
@@ -429,22 +462,34 @@ def build_gan(
   _check_choice(architecture, GAN_ARCHITECTURES, "architecture")
   if latent_dim < 1:
     raise ValueError(f"latent_dim must be >= 1, got {latent_dim}.")
+  if code_classes < 0 or (code_classes > 0 and num_classes > 0):
+    raise ValueError(
+      f"code_classes must be >= 0 and only used without labels; got code_classes="
+      f"{code_classes} with num_classes={num_classes}."
+    )
+  g_classes = num_classes or code_classes
   shape = tuple(int(d) for d in data_shape)
   if architecture == "mlp":
     if len(shape) != 1:
       raise ValueError(f"GAN architecture 'mlp' needs a 1-D data shape (D,), got {shape}.")
     hidden = tuple(int(h) for h in hidden_sizes)
-    generator = MLPGenerator(shape[0], hidden, num_classes=num_classes, axis_name=axis_name)
+    generator = MLPGenerator(shape[0], hidden, num_classes=g_classes, axis_name=axis_name)
     discriminator = MLPDiscriminator(
       hidden,
       num_classes=num_classes,
       conditioning=conditioning,
       norm=d_norm or "none",
+      code_classes=code_classes,
       axis_name=axis_name,
     )
   else:
-    generator = DCGANGenerator(shape, base_channels, num_classes, axis_name=axis_name)
+    generator = DCGANGenerator(shape, base_channels, g_classes, axis_name=axis_name)
     discriminator = DCGANDiscriminator(
-      base_channels, num_classes, conditioning, d_norm or "batch", axis_name
+      base_channels,
+      num_classes,
+      conditioning,
+      d_norm or "batch",
+      code_classes=code_classes,
+      axis_name=axis_name,
     )
   return generator, discriminator

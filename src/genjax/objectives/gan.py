@@ -165,6 +165,35 @@ def get_loss(name: str) -> GANLoss:
   return LOSSES[name]
 
 
+def info_code_loss(code_logits: jax.Array, codes: jax.Array) -> jax.Array:
+  """InfoGAN's categorical-code term ``-log Q(c | G(z, c))`` (Chen et al. 2016).
+
+  The cross-entropy of the auxiliary head's prediction of the code a sample was
+  generated from. Both players minimise it (G through its samples, D through
+  the head it shares its features with); ``log K`` minus its mean is the
+  variational lower bound ``L_I`` on the mutual information ``I(c; G(z, c))``
+  for a uniform ``K``-way code.
+
+  Args:
+    code_logits: the head's logits over the codes, shape ``[B, K]``.
+    codes: the codes the samples were generated from, ints in ``[0, K)``, shape ``[B]``.
+
+  Returns:
+    Per-example cross-entropy in nats, shape ``[B]`` (``>= 0``).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> info_code_loss(jnp.zeros((2, 4)), jnp.array([0, 3]))  # uniform guess: log 4
+    Array([1.3862944, 1.3862944], dtype=float32)
+  """
+  if code_logits.ndim != 2 or codes.shape != code_logits.shape[:1]:
+    raise ValueError(
+      f"expected code_logits [B, K] and codes [B]; got {code_logits.shape} and {codes.shape}"
+    )
+  log_q = jax.nn.log_softmax(code_logits, axis=-1)
+  return -jnp.take_along_axis(log_q, codes[:, None].astype(jnp.int32), axis=-1)[:, 0]
+
+
 # ---------------------------------------------------------------------------
 # Gradient penalties.
 # ---------------------------------------------------------------------------

@@ -81,6 +81,21 @@ def bernoulli(keys: jax.Array, p: jax.Array) -> jax.Array:
   return jax.vmap(jax.random.bernoulli)(keys, p)
 
 
+def randint(keys: jax.Array, maxval: int) -> jax.Array:
+  """Uniform integers in ``{0, ..., maxval - 1}``, one independent draw per example.
+
+  Args:
+    keys: typed key array, shape ``[B]``.
+    maxval: number of values (exclusive upper bound), ``>= 1``.
+
+  Returns:
+    int32 array of shape ``[B]``; entry ``i`` depends only on ``keys[i]``.
+  """
+  _check_keys(keys)
+  draw = functools.partial(jax.random.randint, shape=(), minval=0, maxval=int(maxval))
+  return jax.vmap(draw)(keys).astype(jnp.int32)
+
+
 def split(keys: jax.Array, num: int = 2) -> jax.Array:
   """Splits every example's key into ``num`` new keys.
 
