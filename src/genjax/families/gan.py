@@ -162,6 +162,11 @@ class GANFamily(Family):
     """G's label input: the label (conditional), the example's code (InfoGAN), or nothing."""
     return labels if self.conditional else self._codes(keys)
 
+  def _cycling_g_labels(self, n: int):
+    """``(labels [n], G's input)`` cycling through G's labels or codes, for fixed pictures."""
+    labels = jnp.arange(n, dtype=jnp.int32) % max(self.num_classes, self.code_classes, 1)
+    return labels, (labels if self.conditional or self.code_classes else None)
+
   @staticmethod
   def _apply(module, params, stats, inputs, labels, train: bool):
     """``(output, new_batch_stats)``; statistics only change in training mode."""
@@ -249,8 +254,7 @@ class GANFamily(Family):
     module = self.generator.clone(axis_name=None, momentum=0.0)
     num = STANDING_STATS_EXAMPLES
     keys = jax.random.split(jax.random.key(self.config.seed), num)
-    labels = jnp.arange(num, dtype=jnp.int32) % max(self.num_classes, self.code_classes, 1)
-    g_labels = labels if self.conditional or self.code_classes else None
+    _, g_labels = self._cycling_g_labels(num)
 
     @jax.jit
     def stats(params, stats):
@@ -290,7 +294,7 @@ class GANFamily(Family):
     x, labels, keys = minibatch
     z_keys, penalty_keys = genjax_random.split(keys, 2)
     codes = self._codes(z_keys)
-    fake = self._generate(g_params, g_stats, z_keys, labels, True)[0]
+    fake = self._generate(g_params, g_stats, z_keys, labels, True, g_labels=codes)[0]
     grad_fn = jax.value_and_grad(self._d_loss, has_aux=True)
     (_, (metrics, d_stats)), grads = grad_fn(
       d_params, d_stats, x, lax.stop_gradient(fake), labels, codes, penalty_keys
@@ -301,12 +305,13 @@ class GANFamily(Family):
     return (optax.apply_updates(d_params, updates), d_opt, d_stats), metrics
 
   def _g_loss(self, g_params, g_stats, d_params, d_stats, keys, labels):
-    fake, g_stats = self._generate(g_params, g_stats, keys, labels, True)
+    codes = self._codes(keys)
+    fake, g_stats = self._generate(g_params, g_stats, keys, labels, True, g_labels=codes)
     # D's statistics from this pass are not kept: only D's own updates move them.
     logits, code_logits, _ = self._critic_and_codes(d_params, d_stats, fake, labels, True)
     per_example = self.loss.generator(logits)
     metrics = {"g_loss": jnp.mean(per_example)}
-    info = self._info_loss(code_logits, self._codes(keys), {})
+    info = self._info_loss(code_logits, codes, {})
     loss = jnp.mean(per_example + info)
     return loss, (metrics, g_stats)
 
@@ -400,8 +405,9 @@ class GANFamily(Family):
   def _interpolations(self, params, key, rows: int = 8, steps: int = 10):
     ends = jax.random.normal(key, (rows, 2, self.latent_dim))
     z = np.concatenate([image_lib.interpolation_codes(a, b, steps) for a, b in np.asarray(ends)])
-    labels = jnp.repeat(jnp.arange(rows) % max(self.num_classes, self.code_classes, 1), steps)
-    g_labels = labels if self.conditional or self.code_classes else None
+    _, g_labels = self._cycling_g_labels(rows)
+    if g_labels is not None:
+      g_labels = jnp.repeat(g_labels, steps)
     g = params["params"][GENERATOR], params["batch_stats"][GENERATOR]
     fn = jax.jit(lambda z, y: self._apply(self.generator, *g, z, y, False)[0])
     return fn(jnp.asarray(z, jnp.float32), g_labels)
