@@ -48,6 +48,8 @@ def test_config_runs_two_steps_end_to_end(path, tmp_path, shrink):
     if config.data.name not in ("ring8", "grid25"):
       expected = {"samples_by_class.png" if config.family == "cgan" else "samples.png"}
       expected.add("interpolations.png")
+      if config.gan.code_classes:
+        expected.add("samples_by_code.png")
     assert expected <= set(pictures)
     return
   if config.family == "ddpm":

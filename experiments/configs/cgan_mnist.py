@@ -1,6 +1,7 @@
 """Class-conditional DCGAN on MNIST (Mirza & Osindero 2014; projection D, Miyato & Koyama 2018).
 
-The label enters G as a learned embedding concatenated to z and D through a
+``dcgan_mnist``'s networks with the digit label in place of its InfoGAN code:
+the label enters G as a learned embedding concatenated to z and D through a
 projection head. ``images/samples_by_class.png`` has one row per digit with
 the same noise down each column; ``eval/label_accuracy`` is the share of
 samples the MNIST classifier reads as the digit asked for.
@@ -27,6 +28,7 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.load_sibling(__file__, "dcgan_mnist").get_config()
   c.family = "cgan"
+  c.gan.code_classes = 0  # the labels take the InfoGAN code's place
   c.gan.conditioning = "projection"
   c.evals += ",label_accuracy"
   c.train.num_steps = 10_000
