@@ -37,8 +37,8 @@ from absl import app, flags
 from genjax import config as config_lib
 from genjax.data import pipeline
 from genjax.models import layers
+from genjax.run import experiment, loop, steps, writers
 from genjax.samplers import autoregressive as ar_sampler
-from genjax.training import loop, steps, writers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 _CONFIGS = flags.DEFINE_list(
@@ -78,7 +78,7 @@ _OUT = flags.DEFINE_string("out", str(REPO / "bench_results" / "bench.json"), "J
 
 
 def bench_bare(config, num_steps):
-  exp = loop.build(config)
+  exp = experiment.build(config)
   cfg = exp.config
   step_fn = exp.parallel.compile(
     steps.make_train_step(exp.family, seed=cfg.seed, preprocess=cfg.data.preprocess),
@@ -143,7 +143,7 @@ def _timed(fn, *args, repeats=1):
 
 def bench_samplers(config, batch):
   """Sampler throughput on one batch, each beside the bare denoiser forward pass."""
-  exp = loop.build(config)
+  exp = experiment.build(config)
   family, d = exp.family, config.diffusion
   params = family.eval_params(exp.init_state())
   keys = jax.random.split(jax.random.key(0), batch)
@@ -173,7 +173,7 @@ def bench_samplers(config, batch):
 
 def bench_ar_samplers(config, batch):
   """Raster sampling of a PixelCNN: the network on the whole grid vs on its context rows."""
-  exp = loop.build(config)
+  exp = experiment.build(config)
   family = exp.family
   params = family.eval_params(exp.init_state())
   keys = jax.random.split(jax.random.key(0), batch)

@@ -47,7 +47,7 @@ def shrink(config, num_steps=2):
   c.train.progress_bar = False
   # Two of the 8 virtual devices: still data-parallel (sharded batches, pmean,
   # synchronised BatchNorm), without 8 device threads on 2 cores;
-  # tests/training/test_parallel.py covers all 8.
+  # tests/core/test_parallel.py covers all 8.
   c.train.num_devices = 2
   c.eval.batch_size = 16
   c.eval.periodic_examples = 16

@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from genjax import config as config_lib
 from genjax.data import sources
 from genjax.data.sources import DatasetNotFoundError, load_dataset
-from genjax.training import loop
+from genjax.run import loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # At least eval.periodic_sample_examples (160 after shrink), so FID uses 160 per side.

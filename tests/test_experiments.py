@@ -10,7 +10,7 @@ import pytest
 
 from genjax import config as config_lib
 from genjax.evaluation import suite
-from genjax.training import loop
+from genjax.run import loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # CIFAR-10 cannot be downloaded here: tests/test_cifar10_mock.py runs that config on mock data.
@@ -137,7 +137,7 @@ def test_evaluate_cli_prints_test_metrics(trained_digits_vae):
 
 @pytest.mark.xdist_group("trained_digits_vae")  # One worker trains the shared run.
 def test_nll_estimate_tightens_with_more_samples(trained_digits_vae):
-  from genjax.evaluate import evaluate_workdir
+  from genjax.run.evaluation import evaluate_workdir
 
   nll = [
     evaluate_workdir(trained_digits_vae, num_samples=k, num_examples=128, evals="")["eval/nll"]

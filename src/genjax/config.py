@@ -17,8 +17,10 @@ import types
 import jax
 import ml_collections
 
+from genjax.core import optim, parallel
 from genjax.data import preprocessing, sources
-from genjax.training import optim, parallel
+from genjax.evaluation import suite
+from genjax.families import FAMILIES
 
 
 class ConfigError(ValueError):
@@ -284,9 +286,6 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     c: experiment config (see :func:`defaults`).
     num_devices: devices the global batch is split over (default: all).
   """
-  from genjax.evaluation import suite  # Both import this module.
-  from genjax.families import FAMILIES
-
   errors = []
   _check_in(errors, c, "family", sorted(FAMILIES))
   _check_dataset(errors, c.data.name)

@@ -47,96 +47,12 @@ _OUTPUT = flags.DEFINE_string("output", None, "JSON output file (default: workdi
 flags.mark_flag_as_required("workdir")
 
 
-def evaluate_workdir(
-  workdir,
-  *,
-  num_samples=None,
-  num_examples=None,
-  num_generated=None,
-  evals=None,
-  test_metrics=True,
-  batch_size=None,
-  step=None,
-  overrides=(),
-  progress=False,
-) -> dict:
-  """Evaluates a run directory's checkpoint.
-
-  Args:
-    workdir: run directory written by ``train_and_evaluate``.
-    num_samples: importance samples (default ``config.eval.nll_samples``).
-    num_examples: test examples (default ``config.eval.num_examples``; 0 = all).
-    num_generated: samples for the sample metrics (default ``config.eval.sample_examples``).
-    evals: sample metrics, comma-separated (default: the saved ``config.evals``).
-    test_metrics: compute the family's test-split metrics (else only sample metrics).
-    batch_size: global eval batch (default ``config.eval.batch_size``).
-    step: checkpoint step (default: latest).
-    overrides: ``field=value`` config changes (sampler, guidance, ...); the
-      results are then not appended to the run's logs, and the report names them.
-    progress: show progress bars.
-
-  Returns:
-    ``{"eval/<metric>": value, ..., "step": step, "report": {...}}``.
-  """
-  from genjax import config as config_lib
-  from genjax.training import checkpoint as checkpoint_lib
-  from genjax.training import loop
-
-  ckpt = checkpoint_lib.Checkpointer(pathlib.Path(workdir) / "checkpoints")
-  step = ckpt.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {pathlib.Path(workdir) / 'checkpoints'}")
-  config = ckpt.restore_config(step)
-  if evals is not None:
-    config.evals = evals
-  if batch_size:
-    config.eval.batch_size = batch_size
-  applied = config_lib.apply_overrides(config, list(overrides))
-  exp = loop.build(config)
-  state, _, _ = ckpt.restore(exp.abstract_state(), step)
-  ckpt.close()
-  ec = config.eval
-  params = loop.eval_params(exp, state)
-  metrics = {}
-  if test_metrics:
-    metrics = loop.evaluate(
-      exp,
-      params,
-      num_examples=ec.num_examples if num_examples is None else num_examples,
-      num_samples=num_samples or ec.nll_samples,
-      progress=progress,
-    )
-  if "eval/nll" in metrics and exp.family.nll_uses_samples:  # Exact likelihoods use none.
-    metrics["eval/num_samples"] = num_samples or ec.nll_samples
-  sample_metrics, report = loop.evaluate_samples(
-    exp,
-    params,
-    num_generated=num_generated or ec.sample_examples,
-    image_dir=pathlib.Path(workdir) / "images",
-    progress=progress,
-  )
-  metrics.update(sample_metrics)
-  if applied:
-    report = dict(report, overrides=applied)
-  else:
-    _record(workdir, step, metrics)
-  return dict(metrics, step=step, report=report)
-
-
-def _record(workdir, step: int, metrics: dict) -> None:
-  """Appends the scalars to the run's metrics.jsonl and TensorBoard."""
-  from genjax.training import writers
-
-  writer = writers.create_writer(workdir, resume_step=None)
-  writer.write_scalars(step, metrics)
-  writer.flush()
-  writer.close()
-
-
 def main(argv):
   del argv
+  # Imported after flags parse: --help stays fast.
   from genjax.config import ConfigError
-  from genjax.training import writers
+  from genjax.run import writers
+  from genjax.run.evaluation import evaluate_workdir
 
   writers.configure_logging()
   try:

@@ -2,7 +2,7 @@
 
 Overrides go on the command line (``--config.optimizer.learning_rate=3e-4``);
 the config is locked, so a misspelt field fails. Everything this file does is
-one call to :func:`genjax.training.loop.train_and_evaluate`, which a notebook
+one call to :func:`genjax.run.loop.train_and_evaluate`, which a notebook
 can make directly.
 """
 
@@ -36,7 +36,7 @@ def main(argv):
     config_lib.validate(config)
   except config_lib.ConfigError as e:
     _fail(e)
-  from genjax.training import checkpoint, loop, writers
+  from genjax.run import checkpoint, loop, writers
 
   writers.configure_logging()
   try:

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from genjax import config as config_lib
+from genjax.core.parallel import DataParallel
 from genjax.data import sources
 from genjax.evaluation import metrics as metrics_lib
 from genjax.evaluation import suite
-from genjax.training import loop
-from genjax.training.parallel import DataParallel
+from genjax.run import experiment
 
 
 class CentroidNet:
@@ -215,7 +215,7 @@ def test_build_rejects_metrics_the_family_cannot_serve(family, evals, message):
   c = _with_evals(evals)
   c.family = family
   with pytest.raises(config_lib.ConfigError, match=message):
-    loop.build(c)
+    experiment.build(c)
 
 
 def test_saved_configs_gain_new_fields_at_their_defaults():
@@ -234,5 +234,5 @@ def test_inception_metrics_without_weights_stop_at_build(monkeypatch, tmp_path):
   c.eval.sample_examples = c.eval.periodic_sample_examples = 4096
   c.eval.inception_weights = str(tmp_path / "missing.npz")
   with pytest.raises(FileNotFoundError, match="missing.npz") as info:
-    loop.build(c)
+    experiment.build(c)
   assert "--convert" in str(info.value)

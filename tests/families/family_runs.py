@@ -3,8 +3,8 @@
 import jax
 import numpy as np
 
-from genjax.training import checkpoint as checkpoint_lib
-from genjax.training import loop
+from genjax.run import checkpoint as checkpoint_lib
+from genjax.run import experiment, loop
 
 
 def assert_resume_is_bit_identical(config, workdir):
@@ -23,7 +23,7 @@ def assert_resume_is_bit_identical(config, workdir):
   states = []
   for name in ("straight", "resumed"):
     ckpt = checkpoint_lib.Checkpointer(workdir / name / "checkpoints")
-    exp = loop.build(ckpt.restore_config(4), jax.devices()[:1])
+    exp = experiment.build(ckpt.restore_config(4), jax.devices()[:1])
     states.append(ckpt.restore(exp.abstract_state(), 4)[0])
     ckpt.close()
   jax.tree.map(np.testing.assert_array_equal, states[0], states[1])

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from genjax import config as config_lib
-from genjax.objectives import random as genjax_random
-from genjax.training import loop
+from genjax.core import random as genjax_random
+from genjax.run import experiment
 
 B = 16  # examples per test batch
 PAD = 2  # make_grid's default padding
@@ -44,7 +44,7 @@ def _config(family, overrides):
 @functools.lru_cache(maxsize=None)
 def _build(family, overrides=()):
   """``(experiment, params)`` for a tiny model on ``digits`` (cached per config)."""
-  exp = loop.build(_config(family, overrides), devices=jax.devices()[:1])
+  exp = experiment.build(_config(family, overrides), devices=jax.devices()[:1])
   return exp, exp.init_state().params
 
 
@@ -318,7 +318,7 @@ def test_dae_denoising_picture_has_three_rows():
 def test_vae_on_points_dataset_raises_naming_the_dataset():
   c = _config("vae", (("data.name", "ring8"), ("data.preprocess", "none")))
   with pytest.raises(config_lib.ConfigError, match=r"config\.data\.name='ring8'.*needs an image"):
-    loop.build(c, devices=jax.devices()[:1])
+    experiment.build(c, devices=jax.devices()[:1])
 
 
 def test_conditional_dae_pictures_use_the_labels():

@@ -10,9 +10,9 @@ import pytest
 from family_runs import assert_resume_is_bit_identical
 
 from genjax import config as config_lib
+from genjax.core import random as genjax_random
 from genjax.objectives import diffusion as diffusion_lib
-from genjax.objectives import random as genjax_random
-from genjax.training import loop
+from genjax.run import experiment
 
 
 def _config(**diffusion):
@@ -41,7 +41,7 @@ def _perturbed(params, scale=0.05):
 @pytest.fixture(scope="module", name="tiny")
 def _tiny():
   """A 10-step diffusion model on 8×8 digits with random (non-zero) weights."""
-  exp = loop.build(_config(), jax.devices()[:1])
+  exp = experiment.build(_config(), jax.devices()[:1])
   params = _perturbed(exp.init_state().params)
   x0 = jnp.asarray(exp.dataset.test["image"][:4], jnp.float32) / 127.5 - 1.0
   return exp, params, x0
@@ -120,7 +120,7 @@ def test_evaluation_reports_name_the_sampler_and_its_settings():
   def described(conditional=False, **diffusion):
     c = _config(**diffusion)
     c.model.conditional = conditional
-    return loop.build(c, jax.devices()[:1]).family.sampler_description()
+    return experiment.build(c, jax.devices()[:1]).family.sampler_description()
 
   assert described() == "DDIM, 4 trailing steps, eta 0, x0 clipped to [-1, 1]"
   assert described(sampler="ddpm", model_variance="posterior", clip_x0=False) == (
@@ -134,7 +134,7 @@ def test_evaluation_reports_name_the_sampler_and_its_settings():
 def test_guidance_scale_one_is_the_conditional_model():
   c = _config(guidance_scale=1.0)
   c.model.conditional = True
-  exp = loop.build(c, jax.devices()[:1])
+  exp = experiment.build(c, jax.devices()[:1])
   family = exp.family
   params = _perturbed(exp.init_state().params)
   keys = jax.random.split(jax.random.key(5), 10)
@@ -160,7 +160,7 @@ def test_guidance_scale_one_is_the_conditional_model():
 def test_conditional_training_drops_labels_to_the_null_label():
   c = _config(p_uncond=1.0)
   c.model.conditional = True
-  exp = loop.build(c, jax.devices()[:1])
+  exp = experiment.build(c, jax.devices()[:1])
   family = exp.family
   params = _perturbed(exp.init_state().params)
   batch = {"x": jax.random.normal(jax.random.key(0), (4, 8, 8, 1)), "label": jnp.arange(4)}
@@ -207,7 +207,7 @@ def test_points_and_images_get_their_own_errors():
   c.unet.channel_mults = (1, 2, 2, 2)
   c.data.name = "mnist"  # 28 -> 14 -> 7 cannot halve a third time
   with pytest.raises(config_lib.ConfigError, match="config.unet.channel_mults"):
-    loop.build(c, jax.devices()[:1])
+    experiment.build(c, jax.devices()[:1])
 
 
 def test_resumed_diffusion_run_matches_an_uninterrupted_one(tmp_path, shrink):

@@ -10,10 +10,11 @@ import pytest
 from family_runs import assert_resume_is_bit_identical
 
 from genjax import config as config_lib
+from genjax.core import random as genjax_random
 from genjax.data import pipeline
 from genjax.families import gan as gan_family
 from genjax.families.gan import DISCRIMINATOR, GENERATOR
-from genjax.training import loop, steps
+from genjax.run import experiment, steps
 
 
 def _config(**gan):
@@ -52,7 +53,7 @@ def _step_inputs(exp, seed=0):
 
 @pytest.mark.parametrize("d_steps", [1, 3])
 def test_k_step_scan_equals_k_sequential_updates(d_steps):
-  exp = loop.build(_config(d_steps=d_steps, loss="hinge", r1_weight=1.0), jax.devices()[:1])
+  exp = experiment.build(_config(d_steps=d_steps, loss="hinge", r1_weight=1.0), jax.devices()[:1])
   fam, state = exp.family, exp.init_state()
   batch = _step_inputs(exp)
   step_fn = steps.make_train_step(fam, seed=0, preprocess=exp.config.data.preprocess)
@@ -62,7 +63,7 @@ def test_k_step_scan_equals_k_sequential_updates(d_steps):
 
   def sequential(state, batch):
     # The same keys the step derives, then one D update per minibatch in a Python loop.
-    keys = jax.random.fold_in(steps.stream_key(0, steps.TRAIN_STREAM), state.step)
+    keys = jax.random.fold_in(genjax_random.stream_key(0, genjax_random.TRAIN_STREAM), state.step)
     index = batch["index"].reshape(32, -1)
     x = batch["points"].reshape(32, -1, 2)
     labels = batch["label"].reshape(32, -1)
@@ -95,7 +96,7 @@ def test_k_step_scan_equals_k_sequential_updates(d_steps):
 
 
 def test_discriminator_steps_use_distinct_minibatches():
-  exp = loop.build(_config(d_steps=3), jax.devices()[:1])
+  exp = experiment.build(_config(d_steps=3), jax.devices()[:1])
   batch = _step_inputs(exp)
   assert batch["points"].shape == (32, 3, 2) and batch["index"].shape == (32, 3)
   assert len(np.unique(batch["index"])) == 96
@@ -116,7 +117,7 @@ def test_discriminator_steps_use_distinct_minibatches():
 )
 def test_invalid_gan_configs_name_the_field(overrides, message):
   with pytest.raises(config_lib.ConfigError, match=message):
-    loop.build(_config(**overrides), jax.devices()[:1])
+    experiment.build(_config(**overrides), jax.devices()[:1])
 
 
 def test_image_gans_need_dcgan_and_pm1_data():
@@ -128,7 +129,7 @@ def test_image_gans_need_dcgan_and_pm1_data():
 
 
 def test_gradient_penalty_and_r1_are_logged_and_finite():
-  exp = loop.build(
+  exp = experiment.build(
     _config(loss="wgan", gp_weight=10.0, r1_weight=1.0, d_steps=2), jax.devices()[:1]
   )
   (metrics,) = _train(exp, 1)
@@ -150,7 +151,7 @@ def test_resumed_gan_run_matches_an_uninterrupted_one(tmp_path, shrink):
 def test_conditional_gan_samples_depend_on_the_label():
   c = _config()
   c.family = "cgan"
-  exp = loop.build(c, jax.devices()[:1])
+  exp = experiment.build(c, jax.devices()[:1])
   params = exp.family.eval_params(exp.init_state())
   keys = jax.random.split(jax.random.key(0), 4)
   a = exp.family.sample(params, keys, jnp.zeros(4, jnp.int32))
@@ -163,7 +164,7 @@ def test_ema_generator_samples_with_its_own_batchnorm_statistics():
   c.family, c.data.name, c.data.preprocess = "cgan", "mnist", "scale_pm1"
   c.model.architecture, c.model.latent_dim, c.gan.base_channels = "dcgan", 8, 4
   c.train.ema_decay = 0.9
-  exp = loop.build(c, jax.devices()[:1])
+  exp = experiment.build(c, jax.devices()[:1])
   fam, state = exp.family, exp.init_state()
   # An EMA that differs from the raw generator, as it does during training.
   ema = jax.tree.map(lambda p: 1.5 * p + 0.05, state.params)
@@ -209,7 +210,7 @@ def test_infogan_head_learns_to_read_back_the_code():
   # mismatch the head could not beat chance (1/8).
   c = _config(code_classes=8, d_steps=2)
   c.model.hidden_sizes = (32, 32)
-  history = _train(loop.build(c, jax.devices()[:1]), 300)
+  history = _train(experiment.build(c, jax.devices()[:1]), 300)
   first, last = history[0], history[-10:]
   assert abs(float(first["info_loss"]) - np.log(8)) < 0.3  # an untrained head guesses
   assert np.mean([float(m["code_accuracy"]) for m in last]) > 0.6
@@ -221,7 +222,7 @@ def test_infogan_samples_draw_their_code_from_the_key():
   c = _config(code_classes=4)
   c.data.name, c.data.preprocess = "mnist", "scale_pm1"
   c.model.architecture, c.model.latent_dim, c.gan.base_channels = "dcgan", 8, 4
-  exp = loop.build(c, jax.devices()[:1])
+  exp = experiment.build(c, jax.devices()[:1])
   fam = exp.family
   params = fam.eval_params(exp.init_state())
   keys = jax.random.split(jax.random.key(3), 16)

@@ -9,11 +9,12 @@ import pytest
 from family_runs import assert_resume_is_bit_identical
 
 from genjax import config as config_lib
-from genjax.evaluate import evaluate_workdir
+from genjax.core.parallel import AXIS
+from genjax.data import preprocessing
 from genjax.models.vqvae import EMA_COLLECTION
-from genjax.training import checkpoint as checkpoint_lib
-from genjax.training import loop, steps
-from genjax.training.parallel import AXIS
+from genjax.run import checkpoint as checkpoint_lib
+from genjax.run import evaluation, experiment, loop
+from genjax.run.evaluation import evaluate_workdir
 
 # One worker: the module fixtures are expensive to build twice.
 pytestmark = pytest.mark.xdist_group("vq_families")
@@ -55,7 +56,7 @@ def first_stage(tmp_path_factory):
 
 def _restore(workdir):
   ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints")
-  exp = loop.build(ckpt.restore_config(), jax.devices()[:1])
+  exp = experiment.build(ckpt.restore_config(), jax.devices()[:1])
   state = ckpt.restore(exp.abstract_state())[0]
   ckpt.close()
   return exp, state
@@ -64,7 +65,7 @@ def _restore(workdir):
 def test_vqvae_perplexity_and_codes_used_cover_the_whole_test_split(first_stage):
   exp, state = _restore(first_stage)
   params = exp.family.eval_params(state)
-  metrics = loop.evaluate(exp, params, num_examples=0, num_samples=1)
+  metrics = evaluation.evaluate(exp, params, num_examples=0, num_samples=1)
   # Second path: encode every test image and count codes on the host.
   x = jnp.asarray(exp.dataset.test["image"], jnp.float32) / 255.0
   counts = np.bincount(np.asarray(exp.family.encode(params, x)).ravel(), minlength=16)
@@ -80,8 +81,10 @@ def test_vqvae_perplexity_and_codes_used_cover_the_whole_test_split(first_stage)
 
 def test_vqvae_training_lowers_the_error_and_keeps_the_codebook_out_of_the_gradients(first_stage):
   exp, state = _restore(first_stage)
-  trained = loop.evaluate(exp, exp.family.eval_params(state), num_examples=0, num_samples=1)
-  init = loop.evaluate(exp, exp.family.eval_params(exp.init_state()), num_examples=0, num_samples=1)
+  trained = evaluation.evaluate(exp, exp.family.eval_params(state), num_examples=0, num_samples=1)
+  init = evaluation.evaluate(
+    exp, exp.family.eval_params(exp.init_state()), num_examples=0, num_samples=1
+  )
   assert trained["eval/mse"] < 0.7 * init["eval/mse"]
   # EMA mode: the codebook is model state, not a parameter the optimizer moves.
   assert not any(
@@ -95,11 +98,13 @@ def test_vqvae_training_lowers_the_error_and_keeps_the_codebook_out_of_the_gradi
 
 
 def test_dead_codes_restart_at_encoder_outputs_of_the_batch():
-  exp = loop.build(_vqvae_config(restart_threshold=1e9), jax.devices()[:1])  # every code is dead
+  exp = experiment.build(
+    _vqvae_config(restart_threshold=1e9), jax.devices()[:1]
+  )  # every code is dead
   family, state = exp.family, exp.init_state()
   batch = {k: v[:16] for k, v in dict(exp.dataset.train, index=np.arange(16)).items()}
   keys = jax.random.split(jax.random.key(0), 16)
-  inputs = steps.prepare_batch(batch, keys, "scale_01")
+  inputs = preprocessing.prepare_batch(batch, keys, "scale_01")
   step = jnp.asarray(3)
   loss_fn = lambda b: family.stateful_loss_fn(state.params, state.model_state, b, keys, step)  # noqa: E731
   _, (metrics, model_state) = jax.vmap(loss_fn, axis_name=AXIS)(
@@ -144,21 +149,21 @@ def test_vq_config_errors_name_the_field():
 
 
 def test_pixelcnn_nll_is_exact_for_a_uniform_model_and_falls_with_training(tmp_path):
-  exp = loop.build(_pixelcnn_config(), jax.devices()[:1])
+  exp = experiment.build(_pixelcnn_config(), jax.devices()[:1])
   state = exp.init_state()
   params = exp.family.eval_params(state)
   zero = {"prior": jax.tree.map(jnp.zeros_like, params["prior"])}  # all logits 0
-  uniform = loop.evaluate(exp, zero, num_examples=0, num_samples=1)
+  uniform = evaluation.evaluate(exp, zero, num_examples=0, num_samples=1)
   assert uniform["eval/nll"] == pytest.approx(64 * math.log(2.0), rel=1e-6)
   assert uniform["eval/bits_per_dim"] == pytest.approx(1.0, rel=1e-6)
   loop.train_and_evaluate(_pixelcnn_config(num_steps=150), tmp_path)
   exp, state = _restore(tmp_path)
-  trained = loop.evaluate(exp, exp.family.eval_params(state), num_examples=0, num_samples=1)
+  trained = evaluation.evaluate(exp, exp.family.eval_params(state), num_examples=0, num_samples=1)
   assert trained["eval/nll"] < 0.8 * uniform["eval/nll"]
 
 
 def test_pixelcnn_samples_are_binary_images_and_depend_only_on_their_key():
-  exp = loop.build(_pixelcnn_config(), jax.devices()[:1])
+  exp = experiment.build(_pixelcnn_config(), jax.devices()[:1])
   params = exp.family.eval_params(exp.init_state())
   keys = jax.random.split(jax.random.key(1), 4)
   labels = jnp.zeros((4,), jnp.int32)
@@ -198,7 +203,7 @@ def test_prior_trains_over_frozen_first_stage_codes(first_stage, tmp_path):
     first_exp.family.decode(first_vars, sampled),
     atol=1e-6,
   )
-  metrics = loop.evaluate(exp, params, num_examples=0, num_samples=1)
+  metrics = evaluation.evaluate(exp, params, num_examples=0, num_samples=1)
   assert metrics["eval/bits_per_code"] == pytest.approx(
     metrics["eval/nll"] / (4 * math.log(2.0)), rel=1e-6
   )
@@ -207,7 +212,7 @@ def test_prior_trains_over_frozen_first_stage_codes(first_stage, tmp_path):
 def test_uniform_prior_draws_every_code_equally(first_stage):
   c = _prior_config(first_stage)
   c.prior.sample_from = "uniform"
-  exp = loop.build(c, jax.devices()[:1])
+  exp = experiment.build(c, jax.devices()[:1])
   grid = exp.family.uniform_grid(jax.random.split(jax.random.key(0), 4000))
   counts = np.bincount(np.asarray(grid).ravel(), minlength=16)
   expected = grid.size / 16
@@ -233,11 +238,11 @@ def test_evaluate_uniform_prior_override(first_stage, tmp_path):
 def test_prior_config_errors_name_the_first_stage(tmp_path, first_stage):
   c = _prior_config(tmp_path / "missing")
   with pytest.raises(config_lib.ConfigError, match=r"config.prior.vqvae_workdir=.*missing"):
-    loop.build(c, jax.devices()[:1])
+    experiment.build(c, jax.devices()[:1])
   c = _prior_config(first_stage)
   c.data.preprocess = "binarize_dynamic"
   with pytest.raises(config_lib.ConfigError, match="config.data.preprocess='binarize_dynamic'"):
-    loop.build(c, jax.devices()[:1])
+    experiment.build(c, jax.devices()[:1])
   c = _prior_config("")
   c.prior.sample_from = "gaussian"
   with pytest.raises(config_lib.ConfigError) as e:

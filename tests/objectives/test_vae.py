@@ -12,7 +12,7 @@ import pytest
 from absl.testing import parameterized
 from scipy import integrate, stats
 
-from genjax.objectives import random, vae
+from genjax.core import random, vae
 
 
 def _keys(b, seed=0):

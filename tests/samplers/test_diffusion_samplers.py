@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genjax.core import random
 from genjax.objectives import diffusion as dm
-from genjax.objectives import random
 from genjax.samplers import diffusion as sd
 
 

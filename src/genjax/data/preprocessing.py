@@ -112,3 +112,16 @@ def to_uint8(images: jax.Array, name: str) -> jax.Array:
   elif name != "none":
     x = x * 255.0
   return jnp.clip(jnp.round(x), 0, 255).astype(jnp.uint8)
+
+
+def prepare_batch(batch: dict[str, jax.Array], keys: jax.Array, name: str) -> dict[str, jax.Array]:
+  """Turns a stored batch into model inputs ``{"x": float, "label": int32}``.
+
+  Images travel host→device as uint8 and are converted here, on device, by the
+  preprocessing op ``name``.
+  """
+  if "image" in batch:
+    x = preprocess(name, batch["image"], keys)
+  else:
+    x = batch["points"].astype(jnp.float32)
+  return {"x": x, "label": batch["label"].astype(jnp.int32)}

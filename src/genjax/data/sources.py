@@ -231,7 +231,7 @@ def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
   mocked = _tfds_mocked()
   if not mocked and not builder.is_prepared():
     # Several runs or test workers may start on an unprepared dataset at once.
-    with _file_lock(os.path.join(builder.data_dir_root, f".genjax-{builder.name}.lock")):
+    with file_lock(os.path.join(builder.data_dir_root, f".genjax-{builder.name}.lock")):
       builder = tfds.builder(name, data_dir=data_dir)
       if not builder.is_prepared():
         _prepare(builder, name, manual_dir)
@@ -275,7 +275,7 @@ def _tfds_mocked() -> bool:
 
 
 @contextlib.contextmanager
-def _file_lock(path: str):
+def file_lock(path: str):
   """An exclusive lock between processes (POSIX ``flock``) on ``path``."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w") as f:

@@ -48,7 +48,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from genjax.data.sources import Dataset, _file_lock, load_dataset
+from genjax.data.sources import Dataset, file_lock, load_dataset
 
 logger = logging.getLogger("genjax")
 
@@ -315,7 +315,7 @@ def load_or_train(
   try:  # Lock-free fast path for the common case of an intact entry.
     net = _load(path, arch, module, dataset)
   except (OSError, ValueError):
-    with _file_lock(str(path) + ".lock"):
+    with file_lock(str(path) + ".lock"):
       net = _load_or_train_locked(path, arch, module, dataset, seed, training, progress)
   else:
     _log_loaded(net, path)

@@ -39,12 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from genjax.core import random as genjax_random
+from genjax.core.parallel import AXIS
 from genjax.data import pipeline, sources
 from genjax.evaluation import images as image_io
 from genjax.evaluation import metrics as metrics_lib
-from genjax.objectives import random as genjax_random
-from genjax.training import steps
-from genjax.training.parallel import AXIS
 
 log = logging.getLogger("genjax")
 
@@ -154,7 +153,7 @@ class SampleEvaluator:
     config: the experiment config.
     dataset: its dataset.
     family: its family (``can_sample``).
-    parallel: its :class:`~genjax.training.parallel.DataParallel`.
+    parallel: its :class:`~genjax.core.parallel.DataParallel`.
   """
 
   def __init__(self, config, dataset, family, parallel):
@@ -282,7 +281,7 @@ class SampleEvaluator:
 
   def _sample_compiled(self):
     if self._sample_fn is None:
-      key = steps.stream_key(self.config.seed, steps.SAMPLE_STREAM)
+      key = genjax_random.stream_key(self.config.seed, genjax_random.SAMPLE_STREAM)
       images = self.dataset.kind == "image"
 
       def generate(replicated, batch):

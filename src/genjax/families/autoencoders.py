@@ -11,13 +11,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from genjax.core import random as genjax_random
 from genjax.evaluation import images as image_lib
 from genjax.families.base import DataInfo, Family, image_data_errors, register
 from genjax.models import Autoencoder, build_autoencoder
 from genjax.models.autoencoder import ARCHITECTURES
 from genjax.models.layers import ACTIVATIONS
 from genjax.objectives import ae as ae_objectives
-from genjax.objectives import random as genjax_random
 from genjax.objectives import vae as vae_objectives
 
 

@@ -21,7 +21,6 @@ conditional model (``config.model.conditional``) takes the class label.
 """
 
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -255,9 +254,15 @@ class VQPriorFamily(_AutoregressiveBase):
   """
 
   unit = "bits_per_code"
+  first_stage_family = "vqvae"
 
-  def __init__(self, config, data):
-    self.vqvae, self._first_stage = _load_first_stage(config, data)
+  @classmethod
+  def first_stage_run(cls, config) -> tuple[str, int, str]:
+    return config.prior.vqvae_workdir, config.prior.vqvae_step, "prior.vqvae_workdir"
+
+  def __init__(self, config, data, first_stage: tuple[VQVAEFamily, dict]):
+    """``first_stage``: the trained VQ-VAE family and its evaluation variables."""
+    self.vqvae, self._first_stage = first_stage
     self.sample_from = config.prior.sample_from
     super().__init__(config, data, self.vqvae.num_embeddings, self.vqvae.code_shape, "categorical")
 
@@ -304,39 +309,3 @@ class VQPriorFamily(_AutoregressiveBase):
       "samples_uniform_prior": self._grid_picture(uniform(params, keys), PICTURE_COLUMNS),
       "completions": self._completion_picture(params, batch, key, rows=8),
     }
-
-
-def _load_first_stage(config, data) -> tuple[VQVAEFamily, dict]:
-  """The first stage's family and its evaluation variables (host arrays)."""
-  from genjax.training import checkpoint as checkpoint_lib  # The loop imports the families.
-
-  workdir = pathlib.Path(config.prior.vqvae_workdir)
-  directory = workdir / "checkpoints"
-  field = f"config.prior.vqvae_workdir={str(config.prior.vqvae_workdir)!r}"
-  if not directory.is_dir():
-    raise ValueError(f"{field}: no checkpoints in {directory.absolute()}; train the vqvae first")
-  ckpt = checkpoint_lib.Checkpointer(directory, async_save=False)
-  try:
-    step = config.prior.vqvae_step or ckpt.latest_step()
-    if step is None or step not in ckpt.manager.all_steps():
-      raise ValueError(f"{field}: no checkpoint at step {step} in {directory.absolute()}")
-    first = ckpt.restore_config(step)
-    if first.family != "vqvae":
-      raise ValueError(f"{field}: holds a {first.family!r} run, not a 'vqvae' one")
-    for name in ("name", "preprocess"):
-      if first.data[name] != config.data[name]:
-        raise ValueError(
-          f"config.data.{name}={config.data[name]!r}: the first stage in {workdir} was "
-          f"trained with {first.data[name]!r}"
-        )
-    family = VQVAEFamily(first, data)
-    example = {
-      "x": jnp.zeros((1,) + tuple(data.shape), jnp.float32),
-      "label": jnp.zeros((1,), jnp.int32),
-    }
-    abstract = jax.eval_shape(lambda: family.init_state(jax.random.key(0), example))
-    state, _, _ = ckpt.restore(abstract, step)
-  finally:
-    ckpt.close()
-  variables = jax.tree.map(np.asarray, family.eval_params(state))
-  return family, variables

@@ -17,10 +17,10 @@ import numpy as np
 import optax
 from jax import lax
 
+from genjax.core import optim
+from genjax.core.parallel import AXIS
+from genjax.core.train_state import TrainState, ema_update
 from genjax.data import sources
-from genjax.training import optim
-from genjax.training.parallel import AXIS
-from genjax.training.train_state import TrainState, ema_update
 
 Metrics = dict[str, jax.Array]
 
@@ -69,6 +69,15 @@ class Family:
   minibatches = 1
   # Whether eval/nll is an estimate that depends on ``num_samples`` (False: exact).
   nll_uses_samples = True
+  # The family of a trained run this one builds on (a prior over a VQ-VAE's codes), or
+  # None. The run layer restores it (see :meth:`first_stage_run`) and passes
+  # ``first_stage=(family, eval_variables)`` to the constructor.
+  first_stage_family: str | None = None
+
+  @classmethod
+  def first_stage_run(cls, config: ml_collections.ConfigDict) -> tuple[str, int, str]:
+    """``(workdir, step or 0 for the latest, config field naming it)`` of the first stage."""
+    raise NotImplementedError
 
   def __init__(self, config: ml_collections.ConfigDict, data: DataInfo):
     self.config = config

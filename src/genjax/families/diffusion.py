@@ -28,12 +28,12 @@ import ml_collections
 import numpy as np
 from jax import lax
 
+from genjax.core import random as genjax_random
 from genjax.data import sources
 from genjax.evaluation import images as image_lib
 from genjax.families.base import Family, register
 from genjax.models import unet as unet_models
 from genjax.objectives import diffusion as diffusion_lib
-from genjax.objectives import random as genjax_random
 from genjax.samplers import diffusion as samplers
 
 # Rows of the sampler comparison picture: DDIM step counts (beside DDPM with all T steps).

@@ -28,15 +28,15 @@ import numpy as np
 import optax
 from jax import lax
 
+from genjax.core import optim
+from genjax.core import random as genjax_random
+from genjax.core.parallel import AXIS
+from genjax.core.train_state import TrainState, ema_update
 from genjax.data import sources
 from genjax.evaluation import images as image_lib
 from genjax.families.base import Family, register
 from genjax.models import gan as gan_models
 from genjax.objectives import gan as gan_objectives
-from genjax.objectives import random as genjax_random
-from genjax.training import optim
-from genjax.training.parallel import AXIS
-from genjax.training.train_state import TrainState, ema_update
 
 GENERATOR, DISCRIMINATOR = "generator", "discriminator"
 # Folded into an example's key to draw its InfoGAN code (z uses the key itself).

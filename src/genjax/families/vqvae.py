@@ -24,13 +24,13 @@ import ml_collections
 import numpy as np
 from jax import lax
 
+from genjax.core.parallel import AXIS
 from genjax.evaluation import images as image_lib
 from genjax.families.autoencoders import recon_loss_errors
 from genjax.families.base import Family, image_data_errors, register
 from genjax.models.vqvae import EMA_COLLECTION, VQVAE
 from genjax.objectives import ae as ae_objectives
 from genjax.objectives import vq as vq_lib
-from genjax.training.parallel import AXIS
 
 # Seed stream of the (replica-shared) dead-code restart draws.
 _RESTART_STREAM = 7

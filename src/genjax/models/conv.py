@@ -10,11 +10,12 @@ from flax import linen as nn
 
 from genjax.models.layers import (
   SubPixelUpsample,
+  check_labels,
   get_activation,
   one_hot_channels,
   one_hot_concat,
 )
-from genjax.models.mlp import GaussianHeads, _check_labels
+from genjax.models.mlp import GaussianHeads
 
 
 def check_divisible(shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int]:
@@ -74,7 +75,7 @@ class ConvEncoder(nn.Module):
     Returns:
         `(mean, log_var)` each `[B, D]` when stochastic, else a code `[B, D]`.
     """
-    _check_labels(labels, self.num_classes, "ConvEncoder")
+    check_labels(labels, self.num_classes, "ConvEncoder")
     act = get_activation(self.activation)
     h = x
     if self.num_classes > 0:
@@ -123,7 +124,7 @@ class ConvDecoder(nn.Module):
         Parameters of shape `[B, H, W, C, num_params]`; index 0 of the last axis
         is the mean/logits, index 1 (if present) the log-variance/log-scale.
     """
-    _check_labels(labels, self.num_classes, "ConvDecoder")
+    check_labels(labels, self.num_classes, "ConvDecoder")
     act = get_activation(self.activation)
     base_h, base_w = check_divisible(self.output_shape, self.channels)
     height, width, out_ch = self.output_shape

@@ -31,11 +31,11 @@ from flax import linen as nn
 from genjax.models.layers import (
   Conv,
   SubPixelUpsample,
+  check_labels,
   get_activation,
   one_hot_channels,
   one_hot_concat,
 )
-from genjax.models.mlp import _check_labels
 
 GAN_ARCHITECTURES = ("mlp", "dcgan")
 CONDITIONINGS = ("projection", "concat")
@@ -190,7 +190,7 @@ class MLPGenerator(nn.Module):
     Returns:
         Samples `x: [B, data_dim]` (unbounded).
     """
-    _check_labels(labels, self.num_classes, "MLPGenerator")
+    check_labels(labels, self.num_classes, "MLPGenerator")
     act = gan_activation(self.activation)
     norm = "batch" if self.batch_norm else "none"
     h = one_hot_concat(z, labels, self.num_classes) if self.num_classes > 0 else z
@@ -246,7 +246,7 @@ class MLPDiscriminator(nn.Module):
         Logits `[B]` (real = positive); with `code_classes > 0` the pair
         `(logits [B], code_logits [B, K])`.
     """
-    _check_labels(labels, self.num_classes, "MLPDiscriminator")
+    check_labels(labels, self.num_classes, "MLPDiscriminator")
     act = gan_activation(self.activation)
     h = x.reshape(x.shape[0], -1)
     if self.num_classes > 0 and self.conditioning == "concat":
@@ -259,7 +259,9 @@ class MLPDiscriminator(nn.Module):
       h = act(h)
     projection = self.conditioning == "projection"
     head = ProjectionLogit(self.num_classes, projection, name="head")
-    return code_head(weight_normalized(head, self.norm, train=train)(h, labels), h, self.code_classes)
+    return code_head(
+      weight_normalized(head, self.norm, train=train)(h, labels), h, self.code_classes
+    )
 
 
 def dcgan_geometry(image_shape: Sequence[int]) -> tuple[int, int]:
@@ -312,7 +314,7 @@ class DCGANGenerator(nn.Module):
     super().__post_init__()
 
   def _condition(self, z: jax.Array, labels: jax.Array | None) -> jax.Array:
-    _check_labels(labels, self.num_classes, "DCGANGenerator")
+    check_labels(labels, self.num_classes, "DCGANGenerator")
     if self.num_classes == 0:
       return z
     if self.label_embed_dim == 0:
@@ -400,7 +402,7 @@ class DCGANDiscriminator(nn.Module):
         Logits `[B]` (real = positive); with `code_classes > 0` the pair
         `(logits [B], code_logits [B, K])`.
     """
-    _check_labels(labels, self.num_classes, "DCGANDiscriminator")
+    check_labels(labels, self.num_classes, "DCGANDiscriminator")
     h = x
     if self.num_classes > 0 and self.conditioning == "concat":
       h = one_hot_channels(h, labels, self.num_classes)
@@ -418,7 +420,9 @@ class DCGANDiscriminator(nn.Module):
     h = h.reshape(h.shape[0], -1)
     projection = self.conditioning == "projection"
     head = ProjectionLogit(self.num_classes, projection, name="head")
-    return code_head(weight_normalized(head, self.norm, train=train)(h, labels), h, self.code_classes)
+    return code_head(
+      weight_normalized(head, self.norm, train=train)(h, labels), h, self.code_classes
+    )
 
 
 def build_gan(

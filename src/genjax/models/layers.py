@@ -233,3 +233,9 @@ def conv_general_dilated(
 
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 """`flax.linen.Conv` using :func:`conv_general_dilated` (same parameters, faster CPU training)."""
+
+
+def check_labels(labels: jax.Array | None, num_classes: int, name: str) -> None:
+  """Refuses a conditional module (``num_classes > 0``) called without labels."""
+  if num_classes > 0 and labels is None:
+    raise ValueError(f"{name} is conditional (num_classes={num_classes}) but labels is None.")

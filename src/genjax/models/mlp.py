@@ -9,12 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from genjax.models.layers import get_activation, one_hot_concat
-
-
-def _check_labels(labels: jax.Array | None, num_classes: int, name: str) -> None:
-  if num_classes > 0 and labels is None:
-    raise ValueError(f"{name} is conditional (num_classes={num_classes}) but labels is None.")
+from genjax.models.layers import check_labels, get_activation, one_hot_concat
 
 
 class GaussianHeads(nn.Module):
@@ -69,7 +64,7 @@ class MLPEncoder(nn.Module):
     Returns:
         `(mean, log_var)` each `[B, D]` when stochastic, else a code `[B, D]`.
     """
-    _check_labels(labels, self.num_classes, "MLPEncoder")
+    check_labels(labels, self.num_classes, "MLPEncoder")
     act = get_activation(self.activation)
     h = x.reshape(x.shape[0], -1)
     if self.num_classes > 0:
@@ -108,7 +103,7 @@ class MLPDecoder(nn.Module):
         Parameters of shape `[B, *output_shape, num_params]`; index 0 of the last
         axis is the mean/logits, index 1 (if present) the log-variance/log-scale.
     """
-    _check_labels(labels, self.num_classes, "MLPDecoder")
+    check_labels(labels, self.num_classes, "MLPDecoder")
     act = get_activation(self.activation)
     h = z
     if self.num_classes > 0:

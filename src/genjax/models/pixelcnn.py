@@ -28,8 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from genjax.models.layers import Conv
-from genjax.models.mlp import _check_labels
+from genjax.models.layers import Conv, check_labels
 
 INPUT_KINDS = ("binary", "categorical")
 MASK_TYPES = ("A", "B")
@@ -193,7 +192,7 @@ class PixelCNN(nn.Module):
       Logits ``[B, H, W, num_outputs]``; position ``i`` depends only on ``x`` at
       raster positions ``< i``.
     """
-    _check_labels(labels, self.num_classes, "PixelCNN")
+    check_labels(labels, self.num_classes, "PixelCNN")
     h = InputEmbedding(self.input_kind, self.num_embeddings, self.features, name="input")(x)
     for i in range(self.num_layers):
       mask_type = "A" if i == 0 else "B"
@@ -347,7 +346,7 @@ class GatedPixelCNN(nn.Module):
       >>> model.apply(params, x, y).shape
       (3, 7, 7, 2)
     """
-    _check_labels(labels, self.num_classes, "GatedPixelCNN")
+    check_labels(labels, self.num_classes, "GatedPixelCNN")
     if self.num_layers < 1:
       raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
     x = InputEmbedding(self.input_kind, self.num_embeddings, self.features, name="input")(x)

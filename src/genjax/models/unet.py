@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from genjax.models.mlp import _check_labels
+from genjax.models.layers import check_labels
 
 UNET_CONDITIONINGS = ("scale_shift", "add")
 
@@ -104,7 +104,7 @@ def _embed_labels(
   """
   if num_classes <= 0:
     return None
-  _check_labels(labels, num_classes, model_name)
+  check_labels(labels, num_classes, model_name)
   table = nn.Embed(num_classes + 1, features, name="label_embed")
   return table(jnp.asarray(labels, jnp.int32))
 

@@ -1,6 +1,5 @@
-"""Pure objective functions: per-example randomness, VAE bounds, AE losses."""
+"""Pure objective functions: VAE bounds, AE losses, GAN, diffusion, VQ and autoregressive losses."""
 
-from genjax.objectives import random
 from genjax.objectives.ae import (
   CORRUPTIONS,
   RECONSTRUCTION_KINDS,
@@ -53,7 +52,6 @@ __all__ = [
   "kl_standard_normal",
   "kl_warmup_weight",
   "likelihood_mean",
-  "random",
   "reconstruction_error",
   "reparameterize",
 ]

@@ -11,8 +11,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from genjax.objectives import random
-from genjax.objectives.vae import _sum_per_example, bernoulli_log_likelihood
+from genjax.core import random
+from genjax.objectives.vae import bernoulli_log_likelihood, sum_per_example
 
 RECONSTRUCTION_KINDS = ("l2", "bce")
 
@@ -30,7 +30,7 @@ def reconstruction_error(x: jax.Array, x_hat_or_logits: jax.Array, kind: str) ->
     Error per example, shape ``[B]``, summed over all non-batch axes.
   """
   if kind == "l2":
-    return _sum_per_example(jnp.square(x - x_hat_or_logits), x)
+    return sum_per_example(jnp.square(x - x_hat_or_logits), x)
   if kind == "bce":
     return -bernoulli_log_likelihood(x, x_hat_or_logits)
   raise ValueError(f"unknown reconstruction kind {kind!r}; allowed: {list(RECONSTRUCTION_KINDS)}")

@@ -11,7 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from genjax.objectives.vae import _sum_per_example
+from genjax.objectives.vae import sum_per_example
 
 
 def categorical_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -35,7 +35,7 @@ def categorical_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
     )
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   picked = jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)
-  return -_sum_per_example(picked[..., 0], targets)
+  return -sum_per_example(picked[..., 0], targets)
 
 
 def bernoulli_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -51,7 +51,7 @@ def bernoulli_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
     NLL in nats per example, shape ``[B]``.
   """
   targets = targets.astype(logits.dtype)
-  return _sum_per_example(jax.nn.softplus(logits) - targets * logits, logits)
+  return sum_per_example(jax.nn.softplus(logits) - targets * logits, logits)
 
 
 def bits_per_dim(nll_nats: jax.Array, num_dims: int) -> jax.Array:

@@ -18,7 +18,7 @@ Conventions:
   * Per-example losses have shape ``[B]``: the "simple" losses are means over the
     non-batch axes, variational-bound terms are nats summed over the non-batch axes.
   * Randomness comes from per-example typed keys ``keys: [B]``
-    (see :mod:`genjax.objectives.random`).
+    (see :mod:`genjax.core.random`).
   * Schedules are computed in float64 NumPy and stored as float32 arrays.
   * The heavier functions are jitted (string options static), so eager calls
     compile one program instead of dispatching many small ops.
@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr
 
-from genjax.objectives import random
+from genjax.core import random
 
 SCHEDULES = ("linear", "cosine")
 PARAMETERIZATIONS = ("eps", "x0", "v")
@@ -119,7 +119,7 @@ def make_betas(
   return cosine_betas(num_steps)
 
 
-class Schedule(flax.struct.PyTreeNode):
+class Schedule(NamedTuple):
   """Precomputed diffusion constants, each a float32 array ``[T]`` indexed by 0-based t.
 
   A pytree, so it can be passed to or closed over by jitted functions. Build it
@@ -466,7 +466,7 @@ def discretized_gaussian_log_likelihood(
   return jnp.where(x < -0.999, log_cdf_plus, jnp.where(x > 0.999, log_one_minus_cdf_min, log_delta))
 
 
-def _sum_per_example(a: jax.Array) -> jax.Array:
+def sum_per_example(a: jax.Array) -> jax.Array:
   return a.reshape(a.shape[0], -1).sum(axis=-1)
 
 
@@ -519,7 +519,7 @@ def prior_kl(schedule: Schedule, x0: jax.Array) -> jax.Array:
   """
   t = jnp.full((x0.shape[0],), schedule.num_steps - 1, jnp.int32)
   mean, _, log_variance = q_mean_variance(schedule, x0, t)
-  return _sum_per_example(normal_kl(mean, log_variance, 0.0, 0.0))
+  return sum_per_example(normal_kl(mean, log_variance, 0.0, 0.0))
 
 
 @functools.partial(jax.jit, static_argnames="model_variance")
@@ -559,8 +559,8 @@ def vlb_term(
   """
   true_mean, _, true_log_var = q_posterior(schedule, x0, x_t, t)
   model_mean, _, model_log_var = model_mean_variance(schedule, model_variance, x_t, t, x0_hat)
-  kl = _sum_per_example(normal_kl(true_mean, true_log_var, model_mean, model_log_var))
-  decoder_nll = -_sum_per_example(
+  kl = sum_per_example(normal_kl(true_mean, true_log_var, model_mean, model_log_var))
+  decoder_nll = -sum_per_example(
     discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_log_var)
   )
   return jnp.where(t == 0, decoder_nll, kl)

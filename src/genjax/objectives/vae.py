@@ -4,7 +4,7 @@ Conventions:
   * Every term is returned per example, shape ``[B]``, summed over all
     non-batch axes. Reductions over the batch are left to the caller.
   * Randomness comes from per-example typed keys ``keys`` of shape ``[B]``
-    (see :mod:`genjax.objectives.random`).
+    (see :mod:`genjax.core.random`).
   * A decoder for likelihood ``name`` outputs ``x.shape + (LIKELIHOOD_NUM_PARAMS[name],)``;
     ``[..., 0]`` is the logits / mean / location and ``[..., 1]`` (if present)
     the log-variance / log-scale.
@@ -19,7 +19,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from genjax.objectives import random
+from genjax.core import random
 
 Encode = Callable[[jax.Array], "tuple[jax.Array, jax.Array]"]
 Decode = Callable[[jax.Array], jax.Array]
@@ -28,7 +28,7 @@ LogLikelihood = Callable[[jax.Array, jax.Array], jax.Array]
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _sum_per_example(a: jax.Array, like: jax.Array) -> jax.Array:
+def sum_per_example(a: jax.Array, like: jax.Array) -> jax.Array:
   """Broadcasts ``a`` to ``like.shape`` and sums all non-batch axes -> ``[B]``."""
   a = jnp.broadcast_to(a, jnp.broadcast_shapes(a.shape, like.shape))
   return a.reshape(a.shape[0], -1).sum(axis=-1)
@@ -59,7 +59,7 @@ def kl_diag_gaussians(
     + (jnp.exp(log_var_q) + jnp.square(mean_q - mean_p)) * jnp.exp(-log_var_p)
     - 1.0
   )
-  return _sum_per_example(kl, mean_q)
+  return sum_per_example(kl, mean_q)
 
 
 def kl_standard_normal(mean: jax.Array, log_var: jax.Array) -> jax.Array:
@@ -78,7 +78,7 @@ def kl_standard_normal(mean: jax.Array, log_var: jax.Array) -> jax.Array:
     Array([1.5, 1.5], dtype=float32)
   """
   kl = 0.5 * (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)
-  return _sum_per_example(kl, mean)
+  return sum_per_example(kl, mean)
 
 
 def reparameterize(keys: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
@@ -108,7 +108,7 @@ def gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_var) -> jax.Array
     Log-density per example, shape ``[B]``, summed over all non-batch axes.
   """
   lp = -0.5 * (_LOG_2PI + log_var + jnp.square(x - mean) * jnp.exp(-log_var))
-  return _sum_per_example(lp, x)
+  return sum_per_example(lp, x)
 
 
 def diag_gaussian_log_prob(z: jax.Array, mean, log_var) -> jax.Array:
@@ -143,7 +143,7 @@ def bernoulli_log_likelihood(x: jax.Array, logits: jax.Array) -> jax.Array:
   Returns:
     Log-likelihood per example, shape ``[B]``.
   """
-  return _sum_per_example(x * logits - jax.nn.softplus(logits), x)
+  return sum_per_example(x * logits - jax.nn.softplus(logits), x)
 
 
 def discretized_logistic_log_likelihood(
@@ -183,7 +183,7 @@ def discretized_logistic_log_likelihood(
     log_cdf_plus,
     jnp.where(x > 1.0 - half_bin, log_sf_min, log_delta),
   )
-  return _sum_per_example(lp, x)
+  return sum_per_example(lp, x)
 
 
 LIKELIHOOD_NUM_PARAMS = {

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from genjax.objectives import random
+from genjax.core import random
 
 LogitsFn = Callable[[jax.Array, "jax.Array | None"], jax.Array]
 

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax.core import random
 from genjax.objectives import diffusion as dm
-from genjax.objectives import random
 
 ModelFn = Callable[[jax.Array, jax.Array], jax.Array]
 

@@ -8,14 +8,12 @@ schedule. Killing it at any point and starting it again with the same
 arguments gives bit-identical parameters to an uninterrupted run.
 """
 
-import dataclasses
 import json
 import logging
 import pathlib
 import signal
 import sys
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,220 +22,13 @@ import numpy as np
 import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from genjax import config as config_lib
-from genjax.data import pipeline, sources
-from genjax.evaluation import images as image_io
-from genjax.evaluation import suite
-from genjax.families import FAMILIES, DataInfo, Family
-from genjax.training import checkpoint as checkpoint_lib
-from genjax.training import steps, writers
-from genjax.training.parallel import DataParallel
-from genjax.training.train_state import TrainState, num_params
+from genjax.core.train_state import TrainState, num_params
+from genjax.data import pipeline
+from genjax.run import checkpoint as checkpoint_lib
+from genjax.run import evaluation, steps, writers
+from genjax.run.experiment import Experiment, build
 
 log = logging.getLogger("genjax")
-
-
-@dataclasses.dataclass
-class Experiment:
-  """Everything a config builds before training: usable from a notebook.
-
-  Attributes:
-    config: the validated config.
-    dataset: the in-memory dataset.
-    family: the model family.
-    parallel: device placement and compilation.
-    samples: the sample-quality metrics of ``config.evals`` (falsy when none).
-  """
-
-  config: ml_collections.ConfigDict
-  dataset: sources.Dataset
-  family: Family
-  parallel: DataParallel
-  samples: suite.SampleEvaluator = None
-  _eval_steps: dict = dataclasses.field(default_factory=dict, repr=False)
-
-  def eval_step(self, num_samples: int):
-    """The compiled eval step for ``num_samples`` (built once, then cached)."""
-    if num_samples not in self._eval_steps:
-      cfg = self.config
-      self._eval_steps[num_samples] = self.parallel.compile(
-        steps.make_eval_step(
-          self.family, seed=cfg.seed, preprocess=cfg.data.preprocess, num_samples=num_samples
-        )
-      )
-    return self._eval_steps[num_samples]
-
-  def example_batch(self) -> dict[str, np.ndarray]:
-    """A few training examples, in the layout the pipeline yields."""
-    n = self.parallel.num_devices
-    batch = {k: v[:n] for k, v in self.dataset.train.items()}
-    batch["index"] = np.arange(n, dtype=np.int32)
-    return batch
-
-  def init_state(self) -> TrainState:
-    """Fresh parameters and optimizer state (deterministic from the seed)."""
-    batch = self.example_batch()
-
-    # One compiled program: run op by op, each initializer compiles on its own
-    # (seconds per conv model on CPU).
-    @jax.jit
-    def init(batch):
-      key = steps.stream_key(self.config.seed, steps.INIT_STREAM)
-      keys = jax.random.split(key, len(batch["index"]))
-      inputs = steps.prepare_batch(batch, keys, self.config.data.preprocess)
-      return self.family.init_state(key, inputs)
-
-    return init(batch)
-
-  def abstract_state(self) -> Any:
-    return jax.eval_shape(self.init_state)
-
-
-def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
-  """Validates ``config`` and builds dataset, family and device placement.
-
-  Args:
-    config: experiment config.
-    devices: devices to run on (default: ``config.train.num_devices``).
-
-  Raises:
-    ConfigError: naming every invalid field, before any data is read.
-  """
-  config_lib.validate(config, None if devices is None else len(devices))
-  if devices is None:
-    devices = config_lib.select_devices(config)
-  parallel = DataParallel(config.train.parallel, devices)
-  data_cfg = config.data
-  dataset = sources.load_dataset(
-    data_cfg.name, data_dir=data_cfg.data_dir or None, manual_dir=data_cfg.manual_dir or None
-  )
-  info = DataInfo(
-    name=dataset.name,
-    kind=dataset.kind,
-    shape=tuple(dataset.shape),
-    num_classes=dataset.num_classes,
-    preprocess=data_cfg.preprocess,
-    modes=dataset.modes,
-    mode_std=dataset.mode_std,
-  )
-  try:
-    family = FAMILIES[config.family](config, info)
-  except ValueError as e:  # Model/data mismatches only visible with the data's shape.
-    raise config_lib.ConfigError(f"invalid config for dataset {dataset.name!r}: {e}") from e
-  samples = suite.SampleEvaluator(config, dataset, family, parallel)
-  errors = suite.compatibility_errors(samples.evals, family, dataset)
-  if errors:
-    raise config_lib.ConfigError("invalid config:\n  " + "\n  ".join(errors))
-  samples.check_files()
-  return Experiment(config, dataset, family, parallel, samples)
-
-
-def eval_params(exp: Experiment, state: TrainState):
-  """What the family evaluates and samples with: EMA parameters where they are kept."""
-  return exp.family.eval_params(state)
-
-
-def evaluate(
-  exp: Experiment,
-  params,
-  *,
-  num_examples: int,
-  num_samples: int,
-  batch_size: int | None = None,
-  progress: bool = False,
-) -> dict[str, float]:
-  """Averages the family's per-example metrics over the test split.
-
-  Args:
-    exp: the experiment.
-    params: parameters to evaluate (unreplicated).
-    num_examples: number of test examples (0 = all).
-    num_samples: importance samples for likelihood estimates.
-    batch_size: global eval batch (default ``config.eval.batch_size``).
-    progress: show a progress bar.
-
-  Returns:
-    ``{"eval/<name>": mean, ..., "eval/num_examples": n}``.
-  """
-  cfg = exp.config
-  batch_size = batch_size or cfg.eval.batch_size
-  eval_step = exp.eval_step(num_samples)
-  replicated = exp.parallel.put_replicated(params)
-  batches = pipeline.eval_batches(
-    exp.dataset.test,
-    batch_size=batch_size,
-    num_examples=num_examples or None,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
-  totals, count = {}, 0.0
-  for batch in tqdm.tqdm(batches, desc="eval", disable=not progress, leave=False):
-    sums, n = exp.parallel.get_replicated(eval_step(replicated, exp.parallel.put_batch(batch)))
-    for k, v in sums.items():
-      totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
-    count += float(n)
-  means = exp.family.summarize_eval({k: v / count for k, v in totals.items()})
-  metrics = {f"eval/{k}": v for k, v in means.items()}
-  metrics["eval/num_examples"] = count
-  return metrics
-
-
-def evaluate_samples(
-  exp: Experiment,
-  params,
-  *,
-  num_generated: int,
-  image_dir: pathlib.Path | None = None,
-  progress: bool = False,
-) -> tuple[dict[str, float], dict]:
-  """Runs ``config.evals`` on ``num_generated`` samples (see :mod:`genjax.evaluation.suite`).
-
-  Args:
-    exp: the experiment.
-    params: parameters to sample with (unreplicated; EMA parameters where kept).
-    num_generated: requested sample count (capped by the test split's size).
-    image_dir: where pictures of the samples go (2-D mode coverage), or None.
-    progress: show a progress bar while a feature net trains.
-
-  Returns:
-    ``({"eval/<metric>": value, "eval/<metric>_floor": value, ...}, report)``;
-    empty when the config selects no sample metrics.
-  """
-  if not exp.samples:
-    return {}, {}
-  exp.samples.load_nets(progress)
-  values, report = exp.samples(params, num_generated, image_dir)
-  return {f"eval/{k}": v for k, v in values.items()}, report
-
-
-def save_pictures(
-  exp: Experiment, params, workdir: pathlib.Path, step: int, writer=None
-) -> list[pathlib.Path]:
-  """Draws the family's pictures to ``workdir/images`` and TensorBoard.
-
-  ``images/<name>.png`` is the latest; ``images/history/<name>/<step>.png``
-  keeps every evaluation's, to follow training.
-  """
-  cfg = exp.config
-  n = min(cfg.eval.num_images, len(exp.dataset.test["label"]))
-  if n == 0 or jax.process_index() != 0:  # One writer on a multi-host run.
-    return []
-  batch = {k: v[:n] for k, v in exp.dataset.test.items()}
-  batch["index"] = np.arange(n, dtype=np.int32)
-  key = steps.stream_key(cfg.seed, steps.PICTURE_STREAM)
-  keys = jax.random.split(key, n)
-  inputs = steps.prepare_batch(batch, keys, cfg.data.preprocess)
-  grids = exp.family.pictures(params, inputs, key)
-  paths = []
-  for name, grid in grids.items():
-    path = workdir / "images" / f"{name}.png"
-    image_io.save_png(path, grid)
-    # The same picture at every evaluation, to watch training (fixed noise).
-    image_io.save_png(workdir / "images" / "history" / name / f"{step:08d}.png", grid)
-    paths.append(path)
-  if writer is not None and grids:
-    writer.write_images(step, {f"images/{k}": v[None] for k, v in grids.items()})
-  return paths
 
 
 class _Preemption:
@@ -339,11 +130,13 @@ class _Run:
     so ``metrics.jsonl`` keeps one record per step.
     """
     state = self.host_state()
-    metrics = _periodic_eval(self.exp, state, self.workdir / "images")
+    metrics = evaluation.periodic(self.exp, state, self.workdir / "images")
     writer = self.writer if record else None
     if record:
       self.writer.write_scalars(step, metrics)
-    save_pictures(self.exp, eval_params(self.exp, state), self.workdir, step, writer)
+    evaluation.save_pictures(
+      self.exp, evaluation.eval_params(self.exp, state), self.workdir, step, writer
+    )
     log.info("step %d: %s; pictures in %s", step, _brief(metrics), self.workdir / "images")
     return metrics
 
@@ -436,18 +229,6 @@ def train_and_evaluate(
   run.writer.flush()
   run.writer.close()
   return summary
-
-
-def _periodic_eval(exp: Experiment, state: TrainState, image_dir: pathlib.Path) -> dict[str, float]:
-  ec = exp.config.eval
-  params = eval_params(exp, state)
-  metrics = evaluate(
-    exp, params, num_examples=ec.periodic_examples, num_samples=ec.periodic_nll_samples
-  )
-  sample_metrics, _ = evaluate_samples(
-    exp, params, num_generated=ec.periodic_sample_examples, image_dir=image_dir
-  )
-  return metrics | sample_metrics
 
 
 def _restore(exp: Experiment, ckpt: checkpoint_lib.Checkpointer, step: int):

@@ -142,3 +142,12 @@ def example_keys(key: jax.Array, indices: jax.Array) -> jax.Array:
     raise TypeError(f"expected a single typed PRNG key, got {key.dtype}{key.shape}")
   indices = jnp.asarray(indices)
   return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
+
+
+# Independent key streams of a run, derived from its seed.
+TRAIN_STREAM, EVAL_STREAM, INIT_STREAM, PICTURE_STREAM, SAMPLE_STREAM = range(5)
+
+
+def stream_key(seed: int, stream: int) -> jax.Array:
+  """The base key of one random stream of a run."""
+  return jax.random.fold_in(jax.random.key(seed), stream)

@@ -1,11 +1,11 @@
-"""Tests for genjax.objectives.random (per-example randomness)."""
+"""Tests for genjax.core.random (per-example randomness)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.objectives import random
+from genjax.core import random
 
 
 def _keys(b, seed=0):

@@ -11,8 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from genjax.training import checkpoint as checkpoint_lib
-from genjax.training import loop
+from genjax.run import checkpoint as checkpoint_lib
+from genjax.run import experiment
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NUM_STEPS = 600
@@ -46,7 +46,7 @@ def _command(workdir):
 def _final_state(workdir):
   ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints")
   assert ckpt.latest_step() == NUM_STEPS
-  exp = loop.build(ckpt.restore_config())
+  exp = experiment.build(ckpt.restore_config())
   state, data_state, _ = ckpt.restore(exp.abstract_state())
   ckpt.close()
   return jax.device_get(state), data_state

@@ -14,8 +14,9 @@ import optax
 import pytest
 
 from genjax import config as config_lib
-from genjax.training import checkpoint as checkpoint_lib
-from genjax.training import loop, optim, writers
+from genjax.core import optim
+from genjax.run import checkpoint as checkpoint_lib
+from genjax.run import evaluation, experiment, loop, writers
 
 
 @pytest.fixture(name="tiny")
@@ -67,7 +68,7 @@ def test_keeps_the_last_n_checkpoints_with_data_position(tmp_path, tiny):
   kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert kept == [4, 6]
   ckpt = checkpoint_lib.Checkpointer(tmp_path / "checkpoints")
-  exp = loop.build(ckpt.restore_config())
+  exp = experiment.build(ckpt.restore_config())
   state, data_state, config = ckpt.restore(exp.abstract_state())
   assert int(state.step) == 6 and config["train"]["num_steps"] == 6
   assert data_state["next_index"] == 6  # six batches consumed
@@ -89,17 +90,17 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny):
     loop.train_and_evaluate(config, tmp_path)
   ckpt = checkpoint_lib.Checkpointer(tmp_path / "checkpoints")
   if ckpt.latest_step() is not None:  # Whatever was saved is finite.
-    exp = loop.build(ckpt.restore_config())
+    exp = experiment.build(ckpt.restore_config())
     state, _, _ = ckpt.restore(exp.abstract_state())
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
 
 
 def test_eval_padding_and_batch_size_do_not_change_the_result(tmp_path, tiny):
-  exp = loop.build(tiny())
+  exp = experiment.build(tiny())
   params = exp.init_state().params
   n = len(exp.dataset.test["label"])  # 300: not a multiple of either batch size
-  a = loop.evaluate(exp, params, num_examples=0, num_samples=3, batch_size=64)
-  b = loop.evaluate(exp, params, num_examples=0, num_samples=3, batch_size=16)
+  a = evaluation.evaluate(exp, params, num_examples=0, num_samples=3, batch_size=64)
+  b = evaluation.evaluate(exp, params, num_examples=0, num_samples=3, batch_size=16)
   assert a["eval/num_examples"] == b["eval/num_examples"] == n
   for key in ("eval/elbo", "eval/nll", "eval/kl"):
     assert a[key] == pytest.approx(b[key], rel=1e-5)

@@ -13,31 +13,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from genjax.data import preprocessing
-from genjax.objectives import random as genjax_random
-from genjax.training.parallel import AXIS
-
-# Independent key streams derived from the seed.
-TRAIN_STREAM, EVAL_STREAM, INIT_STREAM, PICTURE_STREAM, SAMPLE_STREAM = range(5)
-
-
-def stream_key(seed: int, stream: int) -> jax.Array:
-  """The base key of one random stream of a run."""
-  return jax.random.fold_in(jax.random.key(seed), stream)
-
-
-def prepare_batch(
-  batch: dict[str, jax.Array], keys: jax.Array, preprocess: str
-) -> dict[str, jax.Array]:
-  """Turns a stored batch into model inputs ``{"x": float, "label": int32}``.
-
-  Images travel host→device as uint8 and are converted here, on device.
-  """
-  if "image" in batch:
-    x = preprocessing.preprocess(preprocess, batch["image"], keys)
-  else:
-    x = batch["points"].astype(jnp.float32)
-  return {"x": x, "label": batch["label"].astype(jnp.int32)}
+from genjax.core import random as genjax_random
+from genjax.core.parallel import AXIS
+from genjax.core.random import EVAL_STREAM, TRAIN_STREAM, stream_key
+from genjax.data.preprocessing import prepare_batch
 
 
 def make_train_step(family, *, seed: int, preprocess: str) -> Callable:

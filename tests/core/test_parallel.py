@@ -14,7 +14,7 @@ import pytest
 
 from genjax import config as config_lib
 from genjax.data import pipeline
-from genjax.training import loop, steps
+from genjax.run import experiment, steps
 
 NUM_STEPS = 4
 
@@ -58,7 +58,7 @@ def _tiny_config(parallel: str, family: str = "vae"):
 
 
 def _train(parallel: str, devices, family: str = "vae"):
-  exp = loop.build(_tiny_config(parallel, family), devices=devices)
+  exp = experiment.build(_tiny_config(parallel, family), devices=devices)
   cfg = exp.config
   step_fn = exp.parallel.compile(
     steps.make_train_step(exp.family, seed=cfg.seed, preprocess=cfg.data.preprocess),
@@ -93,7 +93,7 @@ def test_one_device_shard_map_and_pmap_agree(family):
   np.testing.assert_allclose(one_losses, sharded_losses, rtol=1e-5)
   np.testing.assert_allclose(one_losses, pmapped_losses, rtol=1e-5)
   # Training moved the parameters, so agreement is not agreement at init.
-  init = jax.device_get(loop.build(_tiny_config("shard_map", family)).init_state())
+  init = jax.device_get(experiment.build(_tiny_config("shard_map", family)).init_state())
   moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(a - b).max(), one.params, init.params))
   assert max(moved) > 1e-3
   # Adam divides each gradient by its own running scale, so round-off from a

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from genjax import config as config_lib
+from genjax.core.train_state import ema_update
 from genjax.data import pipeline
-from genjax.training import loop, steps
-from genjax.training.train_state import ema_update
+from genjax.run import experiment, steps
 
 
 def _closed_form(history, decay):
@@ -53,7 +53,7 @@ def _config(family):
 
 @pytest.mark.parametrize("family", ["vae", "gan"])  # The two train steps that update the EMA.
 def test_train_step_counts_updates_for_the_ema(family):
-  exp = loop.build(_config(family), devices=jax.devices()[:1])
+  exp = experiment.build(_config(family), devices=jax.devices()[:1])
   cfg = exp.config
   step_fn = exp.parallel.compile(
     steps.make_train_step(exp.family, seed=cfg.seed, preprocess=cfg.data.preprocess)

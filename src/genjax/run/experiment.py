@@ -1,0 +1,179 @@
+"""``build``: from a config to everything a run needs (data, family, devices, evaluators).
+
+The one place a config turns into objects. A family receives the data facts
+and, where it builds on another run (a prior over a VQ-VAE's codes), that
+run's restored family and parameters; it never opens files itself.
+"""
+
+import dataclasses
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genjax import config as config_lib
+from genjax.core import random as genjax_random
+from genjax.core.parallel import DataParallel
+from genjax.core.train_state import TrainState
+from genjax.data import sources
+from genjax.data.preprocessing import prepare_batch
+from genjax.evaluation import suite
+from genjax.families import FAMILIES, DataInfo, Family
+from genjax.run import checkpoint as checkpoint_lib
+from genjax.run import steps
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything a config builds before training: usable from a notebook.
+
+  Attributes:
+    config: the validated config.
+    dataset: the in-memory dataset.
+    family: the model family.
+    parallel: device placement and compilation.
+    samples: the sample-quality metrics of ``config.evals`` (falsy when none).
+  """
+
+  config: ml_collections.ConfigDict
+  dataset: sources.Dataset
+  family: Family
+  parallel: DataParallel
+  samples: suite.SampleEvaluator = None
+  _eval_steps: dict = dataclasses.field(default_factory=dict, repr=False)
+
+  def eval_step(self, num_samples: int):
+    """The compiled eval step for ``num_samples`` (built once, then cached)."""
+    if num_samples not in self._eval_steps:
+      cfg = self.config
+      self._eval_steps[num_samples] = self.parallel.compile(
+        steps.make_eval_step(
+          self.family, seed=cfg.seed, preprocess=cfg.data.preprocess, num_samples=num_samples
+        )
+      )
+    return self._eval_steps[num_samples]
+
+  def example_batch(self) -> dict[str, np.ndarray]:
+    """A few training examples, in the layout the pipeline yields."""
+    n = self.parallel.num_devices
+    batch = {k: v[:n] for k, v in self.dataset.train.items()}
+    batch["index"] = np.arange(n, dtype=np.int32)
+    return batch
+
+  def init_state(self) -> TrainState:
+    """Fresh parameters and optimizer state (deterministic from the seed)."""
+    batch = self.example_batch()
+
+    # One compiled program: run op by op, each initializer compiles on its own
+    # (seconds per conv model on CPU).
+    @jax.jit
+    def init(batch):
+      key = genjax_random.stream_key(self.config.seed, genjax_random.INIT_STREAM)
+      keys = jax.random.split(key, len(batch["index"]))
+      inputs = prepare_batch(batch, keys, self.config.data.preprocess)
+      return self.family.init_state(key, inputs)
+
+    return init(batch)
+
+  def abstract_state(self) -> Any:
+    return jax.eval_shape(self.init_state)
+
+
+def data_info(dataset: sources.Dataset, preprocess: str) -> DataInfo:
+  """The facts about ``dataset`` a family is built from."""
+  return DataInfo(
+    name=dataset.name,
+    kind=dataset.kind,
+    shape=tuple(dataset.shape),
+    num_classes=dataset.num_classes,
+    preprocess=preprocess,
+    modes=dataset.modes,
+    mode_std=dataset.mode_std,
+  )
+
+
+def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
+  """Validates ``config`` and builds dataset, family and device placement.
+
+  Args:
+    config: experiment config.
+    devices: devices to run on (default: ``config.train.num_devices``).
+
+  Raises:
+    ConfigError: naming every invalid field, before any data is read.
+  """
+  config_lib.validate(config, None if devices is None else len(devices))
+  if devices is None:
+    devices = config_lib.select_devices(config)
+  parallel = DataParallel(config.train.parallel, devices)
+  data_cfg = config.data
+  dataset = sources.load_dataset(
+    data_cfg.name, data_dir=data_cfg.data_dir or None, manual_dir=data_cfg.manual_dir or None
+  )
+  family = build_family(config, data_info(dataset, data_cfg.preprocess))
+  samples = suite.SampleEvaluator(config, dataset, family, parallel)
+  errors = suite.compatibility_errors(samples.evals, family, dataset)
+  if errors:
+    raise config_lib.ConfigError("invalid config:\n  " + "\n  ".join(errors))
+  samples.check_files()
+  return Experiment(config, dataset, family, parallel, samples)
+
+
+def build_family(config: ml_collections.ConfigDict, info: DataInfo) -> Family:
+  """The family of ``config``, with its first stage restored where it has one."""
+  cls = FAMILIES[config.family]
+  extra = {}
+  if cls.first_stage_family:
+    extra["first_stage"] = load_first_stage(cls, config, info)
+  try:
+    return cls(config, info, **extra)
+  except ValueError as e:  # Model/data mismatches only visible with the data's shape.
+    raise config_lib.ConfigError(f"invalid config for dataset {info.name!r}: {e}") from e
+
+
+def load_first_stage(cls, config: ml_collections.ConfigDict, info: DataInfo) -> tuple[Family, dict]:
+  """The trained run a family builds on: ``(its family, its evaluation variables)``.
+
+  Raises:
+    ConfigError: naming the config field when the run is missing, of another
+      family, or trained on other data.
+  """
+  workdir, step, field_name = cls.first_stage_run(config)
+  workdir = pathlib.Path(workdir)
+  directory = workdir / "checkpoints"
+  field = f"config.{field_name}={str(workdir)!r}"
+  if not directory.is_dir():
+    raise config_lib.ConfigError(
+      f"{field}: no checkpoints in {directory.absolute()}; train the {cls.first_stage_family} first"
+    )
+  ckpt = checkpoint_lib.Checkpointer(directory, async_save=False)
+  try:
+    step = step or ckpt.latest_step()
+    if step is None or step not in ckpt.manager.all_steps():
+      raise config_lib.ConfigError(
+        f"{field}: no checkpoint at step {step} in {directory.absolute()}"
+      )
+    first = ckpt.restore_config(step)
+    if first.family != cls.first_stage_family:
+      raise config_lib.ConfigError(
+        f"{field}: holds a {first.family!r} run, not a {cls.first_stage_family!r} one"
+      )
+    for name in ("name", "preprocess"):
+      if first.data[name] != config.data[name]:
+        raise config_lib.ConfigError(
+          f"config.data.{name}={config.data[name]!r}: the first stage in {workdir} was "
+          f"trained with {first.data[name]!r}"
+        )
+    family = FAMILIES[first.family](first, info)
+    example = {
+      "x": jnp.zeros((1,) + tuple(info.shape), jnp.float32),
+      "label": jnp.zeros((1,), jnp.int32),
+    }
+    abstract = jax.eval_shape(lambda: family.init_state(jax.random.key(0), example))
+    state, _, _ = ckpt.restore(abstract, step)
+  finally:
+    ckpt.close()
+  return family, jax.tree.map(np.asarray, family.eval_params(state))
