@@ -188,3 +188,60 @@ def test_overrides_parse_with_the_fields_type():
 def test_bad_overrides_name_the_field(item, message):
   with pytest.raises(config_lib.ConfigError, match=message):
     config_lib.apply_overrides(config_lib.defaults(), [item])
+
+
+def test_a_setting_the_chosen_optimizer_ignores_is_refused():
+  c = _base()
+  c.optimizer.name, c.optimizer.weight_decay = "adam", 1e-4
+  with pytest.raises(
+    config_lib.ConfigError,
+    match=r"config.optimizer.weight_decay=0.0001: has no effect unless config.optimizer.name is adamw",
+  ):
+    config_lib.validate(c, num_devices=1)
+  c.optimizer.name = "adamw"  # Where it applies, it is taken.
+  config_lib.validate(c, num_devices=1)
+  c.optimizer.name, c.optimizer.weight_decay, c.optimizer.nesterov = "adam", 0.0, True
+  with pytest.raises(config_lib.ConfigError, match="config.optimizer.nesterov=True: has no effect"):
+    config_lib.validate(c, num_devices=1)
+
+
+def test_an_old_saved_config_with_an_ignored_setting_still_loads():
+  saved = _base().to_dict()
+  saved["optimizer"]["weight_decay"] = 1e-4  # What every adam run saved before it was refused.
+  c = config_lib.complete(saved)
+  assert c.optimizer.weight_decay == 0.0
+  config_lib.validate(c, num_devices=1)
+  saved["optimizer"]["name"] = "adamw"  # Where it had an effect it is kept.
+  assert config_lib.complete(saved).optimizer.weight_decay == 1e-4
+
+
+def test_each_family_owns_its_sections_and_their_rules():
+  from genjax.families import FAMILIES
+
+  c = config_lib.defaults()
+  owners = {name: cls for cls in FAMILIES.values() for name in cls.sections}
+  assert set(owners) == {"objective", "gan", "diffusion", "unet", "vq", "pixelcnn", "prior"}
+  for name, cls in owners.items():
+    assert set(c[name]) == set(cls.sections[name]), name
+  # A section's rule is checked only when its family is chosen.
+  c = _base()
+  c.gan.d_steps = 0
+  config_lib.validate(c, num_devices=1)
+  c.family, c.data.name, c.model.architecture = "gan", "ring8", "mlp"
+  c.data.preprocess, c.model.hidden_sizes = "none", (16,)
+  with pytest.raises(
+    config_lib.ConfigError, match=r"config.gan.d_steps=0: must be an integer >= 1"
+  ):
+    config_lib.validate(c, num_devices=1)
+
+
+def test_a_family_narrows_a_common_field():
+  c = _base()
+  c.model.architecture = "dcgan"  # A GAN architecture: not one an autoencoder builds.
+  with pytest.raises(
+    config_lib.ConfigError, match=r"config.model.architecture='dcgan': allowed: mlp, conv"
+  ):
+    config_lib.validate(c, num_devices=1)
+  c.seed = -1
+  with pytest.raises(config_lib.ConfigError, match=r"config.seed=-1: must be an integer >= 0"):
+    config_lib.validate(c, num_devices=1)

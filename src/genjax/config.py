@@ -17,155 +17,117 @@ import types
 import jax
 import ml_collections
 
-from genjax.core import optim, parallel
+from genjax.core import fields, optim, parallel
 from genjax.data import preprocessing, sources
 from genjax.evaluation import suite
 from genjax.families import FAMILIES
+from genjax.models import layers
 
 
 class ConfigError(ValueError):
   """A config value is invalid; the message names each bad field."""
 
 
+F = fields.Field
+
+TOP = {
+  "family": F("vae", "registered family name (genjax.families.FAMILIES)"),
+  "seed": F(0, "seed of every random stream of the run", integer=True, ge=0),
+  # Sample-quality metrics, comma-separated (see genjax.evaluation.suite.EVALS).
+  "evals": F("", 'e.g. "fid_lenet,kid_lenet,precision_recall_lenet,label_accuracy"'),
+}
+DATA = {
+  "name": F("digits", "shipped name, or any tensorflow-datasets name"),
+  "data_dir": F("", 'tfds data dir ("" = $TFDS_DATA_DIR or the tfds default)'),
+  "manual_dir": F("", 'raw files for offline preparation ("" = $GENJAX_MANUAL_DIR)'),
+  "preprocess": F("binarize_dynamic", "on-device op", choices=sorted(preprocessing.PREPROCESSORS)),
+}
+# The network facts several families read; a family narrows a field's rule where
+# its values mean something specific to it (AE: mlp | conv; GAN: mlp | dcgan).
+MODEL = {
+  "architecture": F("mlp", "network kind; each family lists what it builds"),
+  "hidden_sizes": F(
+    (512, 256), "MLP layers (encoder; reversed for the decoder)", positive_ints=True
+  ),
+  "conv_channels": F(
+    (32, 64), "conv encoder channels per stride-2 stage", positive_ints=True, nonempty=True
+  ),
+  "latent_dim": F(16, "size of the latent code", integer=True, ge=1),
+  "activation": F("relu", "hidden activation", choices=sorted(layers.ACTIVATIONS)),
+  "likelihood": F("bernoulli", "decoder distribution p(x|z) (VAEs)"),
+  "conditional": F(False, "feed the label to the networks"),
+}
+OPTIMIZER = {
+  "name": F("adam", "optax optimizer", choices=optim.OPTIMIZERS),
+  "learning_rate": F(1e-3, "peak learning rate", gt=0),
+  "schedule": F("constant", "learning-rate schedule", choices=optim.SCHEDULES),
+  "warmup_steps": F(0, "linear warm-up from 0", ge=0),
+  "end_lr_factor": F(0.0, "final learning rate / peak (decaying schedules)", ge=0),
+  "decay_rate": F(
+    0.1, "decay over the run", gt=0, only_with=("optimizer.schedule", ("exponential",))
+  ),
+  "b1": F(0.9, "first-moment decay", ge=0, lt=1, only_with=("optimizer.name", ("adam", "adamw"))),
+  "b2": F(
+    0.999,
+    "second-moment decay",
+    ge=0,
+    lt=1,
+    only_with=("optimizer.name", ("adam", "adamw", "rmsprop")),
+  ),
+  "eps": F(
+    1e-8, "denominator offset", gt=0, only_with=("optimizer.name", ("adam", "adamw", "rmsprop"))
+  ),
+  "weight_decay": F(0.0, "decoupled weight decay", ge=0, only_with=("optimizer.name", ("adamw",))),
+  "momentum": F(0.0, "momentum", ge=0, lt=1, only_with=("optimizer.name", ("sgd", "rmsprop"))),
+  "nesterov": F(False, "Nesterov momentum", only_with=("optimizer.name", ("sgd",))),
+  "grad_clip_norm": F(0.0, "clip gradients to this global norm (0 = off)", ge=0),
+}
+TRAIN = {
+  "batch_size": F(128, "global batch, split over all devices", gt=0),
+  "num_steps": F(1000, "training steps", gt=0),
+  "log_every": F(100, "steps between train-metric logs", gt=0),
+  "eval_every": F(1000, "steps between evaluations (0 = only at the end)", ge=0),
+  "checkpoint_every": F(1000, "steps between checkpoints", gt=0),
+  "keep_checkpoints": F(3, "most recent checkpoints kept", gt=0),
+  "ema_decay": F(0.0, "debiased EMA of the parameters for evaluation (0 = off)", ge=0, lt=1),
+  "parallel": F("shard_map", "data-parallel transform", choices=parallel.MODES),
+  "num_devices": F(0, "data-parallel over the first N devices (0 = all)", ge=0),
+  "distributed": F(False, "call jax.distributed.initialize() (multi-host)"),
+  "async_checkpoint": F(True, "write checkpoints in a background thread"),
+  "progress_bar": F(True, "show a progress bar on a terminal"),
+}
+EVAL = {
+  "batch_size": F(512, "global eval batch", gt=0),
+  "num_examples": F(0, "test examples for genjax.evaluate (0 = all)", ge=0),
+  "nll_samples": F(5000, "importance samples for genjax.evaluate", gt=0),
+  "nll_chunk": F(100, "samples per decoder pass (bounds memory)", gt=0),
+  "periodic_examples": F(1000, "test examples for evaluation during training", gt=0),
+  "periodic_nll_samples": F(100, "importance samples during training", gt=0),
+  "num_images": F(64, "test examples the pictures draw on", ge=0),
+  "sample_examples": F(10000, "generated samples for genjax.evaluate", gt=0),
+  "periodic_sample_examples": F(1000, "generated samples during training", gt=0),
+  "feature_net_seed": F(0, "seed of the feature net behind *_lenet metrics", integer=True, ge=0),
+  "feature_net_steps": F(0, "0 = the default training recipe (tests use a few)", ge=0),
+  "inception_weights": F("", "FID Inception .npz for *_inception ($GENJAX_INCEPTION_WEIGHTS)"),
+}
+COMMON = {"data": DATA, "model": MODEL, "optimizer": OPTIMIZER, "train": TRAIN, "eval": EVAL}
+
+
+def family_sections() -> dict[str, fields.Section]:
+  """Every family's own sections, by name (one declaration per section)."""
+  out = {}
+  for cls in FAMILIES.values():
+    for name, section in cls.sections.items():
+      if out.setdefault(name, section) is not section:
+        raise RuntimeError(f"config section {name!r} is declared by two families")
+  return out
+
+
 def defaults() -> ml_collections.ConfigDict:
   """Every field genjax reads, with its default value."""
-  c = ml_collections.ConfigDict()
-  c.family = "vae"
-  c.seed = 0
-  # Sample-quality metrics, comma-separated (see genjax.evaluation.suite.EVALS), e.g.
-  # "fid_lenet,kid_lenet,precision_recall_lenet,classifier_score_lenet,label_accuracy".
-  c.evals = ""
-  c.data = dict(
-    name="digits",  # shipped name, or any tensorflow-datasets name
-    data_dir="",  # tfds data dir ("" = $TFDS_DATA_DIR or tfds default)
-    manual_dir="",  # raw files for offline preparation ("" = $GENJAX_MANUAL_DIR)
-    preprocess="binarize_dynamic",
-  )
-  c.model = dict(
-    architecture="mlp",  # mlp | conv
-    hidden_sizes=(512, 256),  # MLP layers (encoder; reversed for the decoder)
-    conv_channels=(32, 64),  # conv encoder channels per stride-2 stage
-    latent_dim=16,
-    activation="relu",
-    likelihood="bernoulli",  # decoder distribution p(x|z)
-    conditional=False,  # feed the label to encoder and decoder
-  )
-  c.objective = dict(
-    beta=1.0,  # KL weight (beta-VAE)
-    kl_warmup_steps=0,  # linear KL annealing from 0 to beta
-    num_samples=1,  # importance samples k for the IWAE objective
-    recon_loss="bce",  # AE/DAE reconstruction: bce | l2
-    corruption="none",  # DAE corruption: none | gaussian | mask | salt_pepper
-    corruption_level=0.0,
-  )
-  c.gan = dict(
-    loss="non_saturating",  # minimax | non_saturating | lsgan | hinge | wgan
-    d_steps=1,  # discriminator updates per generator update, each on its own minibatch
-    gp_weight=0.0,  # WGAN-GP gradient-penalty weight (10 in Gulrajani et al.)
-    r1_weight=0.0,  # R1 penalty weight gamma (the penalty is gamma / 2 * |grad D(x)|^2)
-    g_learning_rate=2e-4,  # two time-scale update rule: separate learning rates
-    d_learning_rate=2e-4,
-    base_channels=32,  # DCGAN width
-    d_norm="",  # discriminator normalisation: batch | layer | spectral | none ("" = batch for DCGAN)
-    conditioning="projection",  # conditional D: projection | concat
-    code_classes=0,  # InfoGAN: size of G's uniform categorical code, read back by D's Q head (0 = off)
-    info_weight=1.0,  # InfoGAN: weight lambda of the code cross-entropy in both players' losses
-  )
-  c.diffusion = dict(
-    schedule="linear",  # noise schedule: linear | cosine
-    num_steps=1000,  # T, training timesteps
-    beta_start=1e-4,  # linear schedule endpoints (Ho et al. 2020)
-    beta_end=0.02,
-    parameterization="eps",  # what the network predicts: eps | x0 | v
-    weighting="simple",  # lambda_t: simple (L_simple) | vlb (true bound) | min_snr
-    min_snr_gamma=5.0,  # gamma of the min-SNR weighting (Hang et al. 2023)
-    model_variance="beta",  # reverse-process variance sigma_t^2: beta | posterior (beta tilde)
-    p_uncond=0.1,  # label dropout for classifier-free guidance (conditional models)
-    sampler="ddim",  # sampler of evaluation and pictures: ddpm | ddim
-    sample_steps=50,  # DDIM steps
-    spacing="trailing",  # DDIM timestep spacing: leading | trailing | linspace
-    eta=0.0,  # DDIM stochasticity (0 = deterministic, 1 = DDPM-like)
-    guidance_scale=1.0,  # classifier-free guidance: 1 = conditional, 0 = unconditional
-    guidance_scales=(0.0, 1.0, 2.0, 4.0),  # rows of images/guidance.png
-    clip_x0=True,  # clip predicted x0 to [-1, 1] while sampling
-  )
-  c.unet = dict(
-    channels=64,  # base width
-    channel_mults=(1, 2, 2),  # width multiplier per resolution (each halves the side)
-    num_res_blocks=2,
-    attention_resolutions=(7,),  # image sides with self-attention
-    dropout=0.1,
-    num_groups=16,  # GroupNorm groups
-    conditioning="scale_shift",  # time/class conditioning: scale_shift (adaptive GN) | add
-  )
-  c.vq = dict(
-    num_embeddings=512,  # codebook size K
-    embedding_dim=64,  # code size D
-    beta=0.25,  # commitment weight (van den Oord et al. 2017)
-    ema=True,  # EMA codebook updates (decay, Laplace smoothing) instead of the codebook loss
-    decay=0.99,
-    epsilon=1e-5,
-    restart_threshold=0.0,  # EMA codebook: restart codes used less than this per step (0 = never)
-    channels=(32, 64),  # encoder stride-2 stages (28x28 -> 7x7), mirrored by the decoder
-    num_res_blocks=2,
-    res_channels=32,
-    recon_loss="l2",  # l2 (mean squared error) | bce (pixels in [0, 1], Bernoulli logits)
-  )
-  c.pixelcnn = dict(
-    num_layers=8,  # gated layers (the first is mask type A)
-    features=64,
-    kernel_size=3,  # odd
-    levels=2,  # values per pixel: 2 (binarized images) | 256 (uint8 images)
-    temperature=1.0,  # sampling temperature
-  )
-  c.prior = dict(
-    vqvae_workdir="",  # the first stage's run directory (a trained `vqvae` run)
-    vqvae_step=0,  # its checkpoint step (0 = latest)
-    sample_from="learned",  # codes for samples: learned (the PixelCNN prior) | uniform
-  )
-  c.optimizer = dict(
-    name="adam",
-    learning_rate=1e-3,
-    schedule="constant",
-    warmup_steps=0,
-    end_lr_factor=0.0,
-    decay_rate=0.1,
-    b1=0.9,
-    b2=0.999,
-    eps=1e-8,
-    weight_decay=1e-4,
-    momentum=0.0,
-    nesterov=False,
-    grad_clip_norm=0.0,
-  )
-  c.train = dict(
-    batch_size=128,  # global batch, split over all devices
-    num_steps=1000,
-    log_every=100,
-    eval_every=1000,  # 0 disables periodic evaluation
-    checkpoint_every=1000,
-    keep_checkpoints=3,
-    ema_decay=0.0,  # debiased EMA of the parameters for evaluation; 0 disables it
-    parallel="shard_map",  # shard_map | pmap
-    num_devices=0,  # data-parallel over the first N devices; 0 = all of them
-    distributed=False,  # call jax.distributed.initialize() (multi-host)
-    async_checkpoint=True,
-    progress_bar=True,
-  )
-  c.eval = dict(
-    batch_size=512,
-    num_examples=0,  # test examples for `genjax.evaluate` (0 = all)
-    nll_samples=5000,  # importance samples for `genjax.evaluate`
-    nll_chunk=100,  # samples per decoder pass (bounds memory)
-    periodic_examples=1000,  # test examples for evaluation during training
-    periodic_nll_samples=100,
-    num_images=64,
-    sample_examples=10000,  # generated samples for `genjax.evaluate` (and real ones compared)
-    periodic_sample_examples=1000,  # generated samples for evaluation during training
-    feature_net_seed=0,
-    feature_net_steps=0,  # 0 = the default training recipe (tests use a few steps)
-    inception_weights="",  # FID Inception .npz for *_inception metrics ($GENJAX_INCEPTION_WEIGHTS)
-  )
+  c = ml_collections.ConfigDict(fields.defaults(TOP))
+  for name, section in (COMMON | family_sections()).items():
+    c[name] = fields.defaults(section)
   return c
 
 
@@ -177,6 +139,8 @@ def complete(saved: dict) -> ml_collections.ConfigDict:
   """
   c = defaults()
   _merge(c, saved)
+  # Settings that never had an effect (e.g. weight_decay with adam, refused since).
+  fields.reset_ignored(c, OPTIMIZER, "optimizer")
   return c
 
 
@@ -208,7 +172,7 @@ def apply_overrides(c: ml_collections.ConfigDict, overrides: list[str]) -> dict:
   for item in overrides:
     field, sep, text = item.partition("=")
     try:
-      current = _get(c, field)
+      current = fields.get(c, field)
     except (KeyError, AttributeError):
       current = sep = None
     if not sep or isinstance(current, ml_collections.ConfigDict):
@@ -218,7 +182,7 @@ def apply_overrides(c: ml_collections.ConfigDict, overrides: list[str]) -> dict:
     except ValueError as e:
       raise ConfigError(f"override {item!r}: {e}") from e
     parent, _, name = field.rpartition(".")
-    (_get(c, parent) if parent else c)[name] = value
+    (fields.get(c, parent) if parent else c)[name] = value
     applied[field] = value
   return applied
 
@@ -262,23 +226,6 @@ def _check(errors, ok, field, value, allowed):
     errors.append(f"config.{field}={value!r}: {allowed}")
 
 
-def _check_in(errors, c, field, allowed):
-  value = _get(c, field)
-  _check(errors, value in allowed, field, value, f"allowed: {', '.join(map(str, allowed))}")
-
-
-def _check_positive(errors, c, field, allow_zero=False):
-  value = _get(c, field)
-  ok = isinstance(value, (int, float)) and (value >= 0 if allow_zero else value > 0)
-  _check(errors, ok, field, value, "must be >= 0" if allow_zero else "must be > 0")
-
-
-def _get(c, field):
-  for part in field.split("."):
-    c = c[part]
-  return c
-
-
 def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
   """Raises :class:`ConfigError` listing every invalid field of ``c``.
 
@@ -286,47 +233,16 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     c: experiment config (see :func:`defaults`).
     num_devices: devices the global batch is split over (default: all).
   """
-  errors = []
-  _check_in(errors, c, "family", sorted(FAMILIES))
+  errors = fields.section_errors("", c, dict(TOP, family=F("", choices=sorted(FAMILIES))))
   _check_dataset(errors, c.data.name)
-  _check_in(errors, c, "data.preprocess", sorted(preprocessing.PREPROCESSORS))
-  _check_in(errors, c, "optimizer.name", optim.OPTIMIZERS)
-  _check_in(errors, c, "optimizer.schedule", optim.SCHEDULES)
-  _check_in(errors, c, "train.parallel", parallel.MODES)
-  for field in (
-    "optimizer.learning_rate",
-    "train.batch_size",
-    "train.num_steps",
-    "train.log_every",
-    "train.checkpoint_every",
-    "train.keep_checkpoints",
-    "eval.batch_size",
-    "eval.nll_samples",
-    "eval.nll_chunk",
-    "eval.periodic_examples",
-    "eval.periodic_nll_samples",
-    "eval.sample_examples",
-    "eval.periodic_sample_examples",
-  ):
-    _check_positive(errors, c, field)
-  for field in (
-    "train.eval_every",
-    "eval.num_examples",
-    "train.num_devices",
-    "optimizer.warmup_steps",
-    "optimizer.grad_clip_norm",
-    "optimizer.weight_decay",
-    "eval.num_images",
-    "eval.feature_net_steps",
-  ):
-    _check_positive(errors, c, field, allow_zero=True)
-  _check(
-    errors,
-    0.0 <= c.train.ema_decay < 1.0,
-    "train.ema_decay",
-    c.train.ema_decay,
-    "must be in [0, 1)",
-  )
+  family = FAMILIES.get(c.family)
+  narrowed = family.narrowed if family is not None else {}
+  for name, section in COMMON.items():
+    section = {k: narrowed.get(f"{name}.{k}", f) for k, f in section.items()}
+    errors += fields.section_errors(name, c[name], section, root=c)
+  if family is not None:
+    for name, section in family.sections.items():
+      errors += fields.section_errors(name, c[name], section, root=c)
   available = jax.device_count()
   wanted = c.train.num_devices
   _check(
@@ -360,7 +276,6 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     f"must be a multiple of the {n} devices",
   )
   errors.extend(suite.config_errors(c))
-  family = FAMILIES.get(c.family)
   if family is not None:
     errors.extend(family.validate(c))
   if errors:

@@ -11,43 +11,28 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from genjax.core import fields
 from genjax.core import random as genjax_random
 from genjax.evaluation import images as image_lib
 from genjax.families.base import DataInfo, Family, image_data_errors, register
 from genjax.models import Autoencoder, build_autoencoder
 from genjax.models.autoencoder import ARCHITECTURES
-from genjax.models.layers import ACTIVATIONS
 from genjax.objectives import ae as ae_objectives
 from genjax.objectives import vae as vae_objectives
 
-
-def _model_errors(c: ml_collections.ConfigDict) -> list[str]:
-  m = c.model
-  errors = image_data_errors(c)
-  if m.architecture not in ARCHITECTURES:
-    errors.append(
-      f"config.model.architecture={m.architecture!r}: allowed: {', '.join(ARCHITECTURES)}"
-    )
-  if m.activation not in ACTIVATIONS:
-    errors.append(
-      f"config.model.activation={m.activation!r}: allowed: {', '.join(sorted(ACTIVATIONS))}"
-    )
-  if not isinstance(m.latent_dim, int) or m.latent_dim < 1:
-    errors.append(f"config.model.latent_dim={m.latent_dim!r}: must be an integer >= 1")
-  if any((not isinstance(h, int)) or h < 1 for h in m.hidden_sizes):
-    errors.append(f"config.model.hidden_sizes={tuple(m.hidden_sizes)!r}: must be positive integers")
-  if not m.conv_channels or any((not isinstance(h, int)) or h < 1 for h in m.conv_channels):
-    errors.append(
-      f"config.model.conv_channels={tuple(m.conv_channels)!r}: "
-      "must be a non-empty sequence of positive integers"
-    )
-  return errors
+F = fields.Field
+OBJECTIVE = {
+  "beta": F(1.0, "KL weight (beta-VAE)", ge=0),
+  "kl_warmup_steps": F(0, "linear KL annealing from 0 to beta", ge=0),
+  "num_samples": F(1, "importance samples k of the IWAE objective", integer=True, ge=1),
+  "recon_loss": F("bce", "AE/DAE reconstruction", choices=ae_objectives.RECONSTRUCTION_KINDS),
+  "corruption": F("none", "DAE corruption", choices=sorted(ae_objectives.CORRUPTIONS)),
+  "corruption_level": F(0.0, "DAE corruption strength", ge=0),
+}
 
 
 def recon_loss_errors(field: str, kind: str, preprocess: str) -> list[str]:
-  """Errors of a reconstruction-loss field (``l2`` or ``bce``) given the data's preprocessing."""
-  if kind not in ae_objectives.RECONSTRUCTION_KINDS:
-    return [f"config.{field}={kind!r}: allowed: {', '.join(ae_objectives.RECONSTRUCTION_KINDS)}"]
+  """Errors of a reconstruction loss (``l2`` or ``bce``) given the data's preprocessing."""
   if kind == "bce" and preprocess == "scale_pm1":
     return [
       f"config.{field}='bce': needs data in [0, 1]; "
@@ -58,6 +43,9 @@ def recon_loss_errors(field: str, kind: str, preprocess: str) -> list[str]:
 
 class _AutoencoderBase(Family):
   """Module construction and pictures shared by deterministic and variational AEs."""
+
+  sections = {"objective": OBJECTIVE}
+  narrowed = {"model.architecture": F("mlp", choices=ARCHITECTURES)}
 
   stochastic = True
   num_decoder_params = 1
@@ -153,14 +141,9 @@ class AutoencoderFamily(_AutoencoderBase):
 
   @classmethod
   def validate(cls, c):
-    errors = _model_errors(c)
+    errors = image_data_errors(c)
     o = c.objective
     errors += recon_loss_errors("objective.recon_loss", o.recon_loss, c.data.preprocess)
-    if o.corruption not in ae_objectives.CORRUPTIONS:
-      errors.append(
-        f"config.objective.corruption={o.corruption!r}: allowed: "
-        f"{', '.join(sorted(ae_objectives.CORRUPTIONS))}"
-      )
     if c.family == "dae" and (o.corruption == "none" or o.corruption_level <= 0):
       errors.append(
         f"config.objective.corruption={o.corruption!r} with corruption_level="
@@ -230,6 +213,11 @@ class VAEFamily(_AutoencoderBase):
   ``bits_per_dim``; ``elbo = −(recon + kl)``.
   """
 
+  narrowed = dict(
+    _AutoencoderBase.narrowed,
+    **{"model.likelihood": F("bernoulli", choices=sorted(vae_objectives.LIKELIHOODS))},
+  )
+
   can_sample = True
 
   def __init__(self, config, data):
@@ -245,13 +233,8 @@ class VAEFamily(_AutoencoderBase):
 
   @classmethod
   def validate(cls, c):
-    errors = _model_errors(c)
-    o, lik = c.objective, c.model.likelihood
-    if lik not in vae_objectives.LIKELIHOODS:
-      errors.append(
-        f"config.model.likelihood={lik!r}: allowed: {', '.join(sorted(vae_objectives.LIKELIHOODS))}"
-      )
-    else:
+    errors, lik = image_data_errors(c), c.model.likelihood
+    if lik in vae_objectives.LIKELIHOODS:
       want = vae_objectives.LIKELIHOOD_DATA_RANGE[lik]
       have = (-1.0, 1.0) if c.data.preprocess == "scale_pm1" else (0.0, 1.0)
       if want != have:
@@ -259,12 +242,6 @@ class VAEFamily(_AutoencoderBase):
           f"config.model.likelihood={lik!r}: models data in {want}, but "
           f"config.data.preprocess={c.data.preprocess!r} gives {have}"
         )
-    if o.beta < 0:
-      errors.append(f"config.objective.beta={o.beta!r}: must be >= 0")
-    if o.kl_warmup_steps < 0:
-      errors.append(f"config.objective.kl_warmup_steps={o.kl_warmup_steps!r}: must be >= 0")
-    if not isinstance(o.num_samples, int) or o.num_samples < 1:
-      errors.append(f"config.objective.num_samples={o.num_samples!r}: must be an integer >= 1")
     return errors
 
   def _bound_fns(self, params, labels):

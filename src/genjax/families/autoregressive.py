@@ -24,9 +24,9 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
+from genjax.core import fields
 from genjax.evaluation import images as image_lib
 from genjax.families.base import Family, image_data_errors, register
 from genjax.families.vqvae import VQVAEFamily
@@ -40,16 +40,21 @@ PICTURE_COLUMNS = 8
 COMPLETIONS = 3
 
 
-def _pixelcnn_errors(c: ml_collections.ConfigDict) -> list[str]:
-  p, errors = c.pixelcnn, image_data_errors(c)
-  for field in ("num_layers", "features"):
-    if not isinstance(p[field], int) or p[field] < 1:
-      errors.append(f"config.pixelcnn.{field}={p[field]!r}: must be an integer >= 1")
-  if not isinstance(p.kernel_size, int) or p.kernel_size < 3 or p.kernel_size % 2 == 0:
-    errors.append(f"config.pixelcnn.kernel_size={p.kernel_size!r}: must be an odd integer >= 3")
-  if not p.temperature > 0:
-    errors.append(f"config.pixelcnn.temperature={p.temperature!r}: must be > 0")
-  return errors
+F = fields.Field
+PIXELCNN = {
+  "num_layers": F(8, "gated layers (the first is mask type A)", integer=True, ge=1),
+  "features": F(64, "channels", integer=True, ge=1),
+  "kernel_size": F(3, "kernel side", integer=True, ge=3, odd=True),
+  "levels": F(2, "values per pixel: 2 (binarized) | 256 (uint8)", choices=tuple(LEVELS_PREPROCESS)),
+  "temperature": F(1.0, "sampling temperature", gt=0),
+}
+PRIOR = {
+  "vqvae_workdir": F("", "the first stage's run directory (a trained vqvae run)"),
+  "vqvae_step": F(0, "its checkpoint step (0 = latest)", integer=True, ge=0),
+  "sample_from": F(
+    "learned", "codes for samples: the learned prior or uniform", choices=SAMPLE_FROM
+  ),
+}
 
 
 class _AutoregressiveBase(Family):
@@ -217,13 +222,13 @@ class PixelCNNFamily(_AutoregressiveBase):
       config, data, levels, tuple(data.shape[:2]), "binary" if levels == 2 else "categorical"
     )
 
+  sections = {"pixelcnn": PIXELCNN}
+
   @classmethod
   def validate(cls, c):
-    errors = _pixelcnn_errors(c)
+    errors = image_data_errors(c)
     levels = c.pixelcnn.levels
-    if levels not in LEVELS_PREPROCESS:
-      errors.append(f"config.pixelcnn.levels={levels!r}: allowed: 2, 256")
-    elif c.data.preprocess not in LEVELS_PREPROCESS[levels]:
+    if levels in LEVELS_PREPROCESS and c.data.preprocess not in LEVELS_PREPROCESS[levels]:
       errors.append(
         f"config.data.preprocess={c.data.preprocess!r}: config.pixelcnn.levels={levels} "
         f"needs {' or '.join(map(repr, LEVELS_PREPROCESS[levels]))}"
@@ -255,6 +260,7 @@ class VQPriorFamily(_AutoregressiveBase):
 
   unit = "bits_per_code"
   first_stage_family = "vqvae"
+  sections = {"pixelcnn": PIXELCNN, "prior": PRIOR}
 
   @classmethod
   def first_stage_run(cls, config) -> tuple[str, int, str]:
@@ -268,17 +274,11 @@ class VQPriorFamily(_AutoregressiveBase):
 
   @classmethod
   def validate(cls, c):
-    errors = _pixelcnn_errors(c)
+    errors = image_data_errors(c)
     if not c.prior.vqvae_workdir:
       errors.append(
         "config.prior.vqvae_workdir='': set it to the run directory of a trained "
         "'vqvae' experiment (the first stage)"
-      )
-    if not isinstance(c.prior.vqvae_step, int) or c.prior.vqvae_step < 0:
-      errors.append(f"config.prior.vqvae_step={c.prior.vqvae_step!r}: must be an integer >= 0")
-    if c.prior.sample_from not in SAMPLE_FROM:
-      errors.append(
-        f"config.prior.sample_from={c.prior.sample_from!r}: allowed: {', '.join(SAMPLE_FROM)}"
       )
     return errors
 

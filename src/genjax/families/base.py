@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from genjax.core import optim
+from genjax.core import fields, optim
 from genjax.core.parallel import AXIS
 from genjax.core.train_state import TrainState, ema_update
 from genjax.data import sources
@@ -60,6 +60,12 @@ class Family:
     data: facts about the dataset.
   """
 
+  # The config sections this family owns, ``{name: {field: Field}}`` (see
+  # genjax.core.fields); their defaults join every config and their rules are
+  # checked when this family is chosen.
+  sections: dict[str, fields.Section] = {}
+  # Narrower rules for common fields, by dotted path ("model.architecture").
+  narrowed: dict[str, fields.Field] = {}
   # Whether :meth:`sample` generates new data (sample-quality metrics need it).
   can_sample = False
   # Whether the model takes the label (class-conditional generation).
@@ -88,7 +94,10 @@ class Family:
 
   @classmethod
   def validate(cls, config: ml_collections.ConfigDict) -> list[str]:
-    """Returns family-specific config errors ("config.field=value: allowed ...")."""
+    """Config errors that involve several fields ("config.field=value: why").
+
+    Single-field rules are declared in :attr:`sections` and :attr:`narrowed`.
+    """
     del config
     return []
 

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
+from genjax.core import fields
 from genjax.core import random as genjax_random
 from genjax.data import sources
 from genjax.evaluation import images as image_lib
@@ -41,38 +42,56 @@ DDIM_PICTURE_STEPS = (10, 20, 50, 100)
 PICTURE_COLUMNS = 10
 
 
+F = fields.Field
+DIFFUSION = {
+  "schedule": F("linear", "noise schedule", choices=diffusion_lib.SCHEDULES),
+  "num_steps": F(1000, "T, training timesteps", integer=True, ge=2),
+  "beta_start": F(1e-4, "linear schedule's first beta (Ho et al. 2020)", gt=0, lt=1),
+  "beta_end": F(0.02, "linear schedule's last beta", gt=0, lt=1),
+  "parameterization": F(
+    "eps", "what the network predicts", choices=diffusion_lib.PARAMETERIZATIONS
+  ),
+  "weighting": F("simple", "lambda_t of the loss", choices=diffusion_lib.WEIGHTINGS),
+  "min_snr_gamma": F(5.0, "gamma of the min-SNR weighting (Hang et al. 2023)", gt=0),
+  "model_variance": F("beta", "reverse-process variance", choices=diffusion_lib.MODEL_VARIANCES),
+  "p_uncond": F(0.1, "label dropout for classifier-free guidance", ge=0, le=1),
+  "sampler": F("ddim", "sampler of evaluation and pictures", choices=samplers.SAMPLERS),
+  "sample_steps": F(50, "DDIM steps (at most num_steps)"),
+  "spacing": F("trailing", "DDIM timestep spacing", choices=samplers.SPACINGS),
+  "eta": F(0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)", ge=0, le=1),
+  "guidance_scale": F(1.0, "classifier-free guidance: 1 = conditional, 0 = unconditional"),
+  "guidance_scales": F((0.0, 1.0, 2.0, 4.0), "rows of images/guidance.png"),
+  "clip_x0": F(True, "clip predicted x0 to [-1, 1] while sampling"),
+}
+UNET = {
+  "channels": F(64, "base width", integer=True, ge=1),
+  "channel_mults": F(
+    (1, 2, 2), "width multiplier per resolution", positive_ints=True, nonempty=True
+  ),
+  "num_res_blocks": F(2, "residual blocks per resolution", integer=True, ge=0),
+  "attention_resolutions": F((7,), "image sides with self-attention", positive_ints=True),
+  "dropout": F(0.1, "dropout in the residual blocks", ge=0, lt=1),
+  "num_groups": F(16, "GroupNorm groups", integer=True, ge=1),
+  "conditioning": F(
+    "scale_shift", "time/class conditioning", choices=unet_models.UNET_CONDITIONINGS
+  ),
+}
+
+
 def _errors(c: ml_collections.ConfigDict) -> list[str]:
   d, errors = c.diffusion, []
-  choices = {
-    "schedule": diffusion_lib.SCHEDULES,
-    "parameterization": diffusion_lib.PARAMETERIZATIONS,
-    "weighting": diffusion_lib.WEIGHTINGS,
-    "model_variance": diffusion_lib.MODEL_VARIANCES,
-    "sampler": samplers.SAMPLERS,
-    "spacing": samplers.SPACINGS,
-  }
-  for field, allowed in choices.items():
-    if d[field] not in allowed:
-      errors.append(f"config.diffusion.{field}={d[field]!r}: allowed: {', '.join(allowed)}")
-  if not isinstance(d.num_steps, int) or d.num_steps < 2:
-    errors.append(f"config.diffusion.num_steps={d.num_steps!r}: must be an integer >= 2")
-  elif not (isinstance(d.sample_steps, int) and 1 <= d.sample_steps <= d.num_steps):
+  if isinstance(d.num_steps, int) and not (
+    isinstance(d.sample_steps, int) and 1 <= d.sample_steps <= d.num_steps
+  ):
     errors.append(
       f"config.diffusion.sample_steps={d.sample_steps!r}: must be an integer in "
       f"[1, config.diffusion.num_steps={d.num_steps}]"
     )
-  if not 0.0 < d.beta_start < d.beta_end < 1.0:
+  if not d.beta_start < d.beta_end:
     errors.append(
       f"config.diffusion.beta_start={d.beta_start!r}, beta_end={d.beta_end!r}: "
       "need 0 < beta_start < beta_end < 1"
     )
-  for field in ("p_uncond",):
-    if not 0.0 <= d[field] <= 1.0:
-      errors.append(f"config.diffusion.{field}={d[field]!r}: must be in [0, 1]")
-  if not 0.0 <= d.eta <= 1.0:
-    errors.append(f"config.diffusion.eta={d.eta!r}: must be in [0, 1]")
-  if d.min_snr_gamma <= 0:
-    errors.append(f"config.diffusion.min_snr_gamma={d.min_snr_gamma!r}: must be > 0")
   points = c.data.name in sources.POINT_DATASETS
   if points:
     if d.clip_x0:
@@ -90,11 +109,6 @@ def _errors(c: ml_collections.ConfigDict) -> list[str]:
         f"config.data.preprocess={c.data.preprocess!r}: diffusion runs on images in [-1, 1]; "
         "use 'scale_pm1'"
       )
-    if c.unet.conditioning not in unet_models.UNET_CONDITIONINGS:
-      errors.append(
-        f"config.unet.conditioning={c.unet.conditioning!r}: allowed: "
-        f"{', '.join(unet_models.UNET_CONDITIONINGS)}"
-      )
   return errors
 
 
@@ -109,6 +123,7 @@ class DiffusionFamily(Family):
   """
 
   can_sample = True
+  sections = {"diffusion": DIFFUSION, "unet": UNET}
 
   def __init__(self, config: ml_collections.ConfigDict, data):
     super().__init__(config, data)

@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from genjax.core import optim
+from genjax.core import fields, optim
 from genjax.core import random as genjax_random
 from genjax.core.parallel import AXIS
 from genjax.core.train_state import TrainState, ema_update
@@ -43,6 +43,22 @@ GENERATOR, DISCRIMINATOR = "generator", "discriminator"
 CODE_STREAM = 1
 # Noise vectors used to recompute the EMA generator's BatchNorm statistics.
 STANDING_STATS_EXAMPLES = 1024
+
+
+F = fields.Field
+GAN = {
+  "loss": F("non_saturating", "adversarial loss", choices=gan_objectives.LOSSES),
+  "d_steps": F(1, "D updates per G update, each on its own minibatch", integer=True, ge=1),
+  "gp_weight": F(0.0, "WGAN-GP gradient-penalty weight (10 in Gulrajani et al.)", ge=0),
+  "r1_weight": F(0.0, "R1 penalty weight gamma (penalty gamma / 2 |grad D(x)|^2)", ge=0),
+  "g_learning_rate": F(2e-4, "G's learning rate (two time-scale update rule)", gt=0),
+  "d_learning_rate": F(2e-4, "D's learning rate", gt=0),
+  "base_channels": F(32, "DCGAN width", integer=True, ge=1),
+  "d_norm": F("", 'D normalisation ("" = batch for DCGAN)', choices=("",) + gan_models.NORMS),
+  "conditioning": F("projection", "conditional D", choices=gan_models.CONDITIONINGS),
+  "code_classes": F(0, "InfoGAN: size of G's uniform categorical code (0 = off)"),
+  "info_weight": F(1.0, "InfoGAN: weight of the code cross-entropy in both losses", ge=0),
+}
 
 
 def _optimizer(config, learning_rate: float, num_steps: int) -> optax.GradientTransformation:
@@ -67,6 +83,7 @@ class GANFamily(Family):
   """
 
   can_sample = True
+  sections = {"gan": GAN}
 
   def __init__(self, config: ml_collections.ConfigDict, data):
     super().__init__(config, data)
@@ -111,18 +128,6 @@ class GANFamily(Family):
       errors.append(
         f"config.data.preprocess={c.data.preprocess!r}: the generator ends in tanh; use 'scale_pm1'"
       )
-    if g.loss not in gan_objectives.LOSSES:
-      errors.append(f"config.gan.loss={g.loss!r}: allowed: {', '.join(gan_objectives.LOSSES)}")
-    if not isinstance(g.d_steps, int) or g.d_steps < 1:
-      errors.append(f"config.gan.d_steps={g.d_steps!r}: must be an integer >= 1")
-    for field in ("g_learning_rate", "d_learning_rate"):
-      if not g[field] > 0:
-        errors.append(f"config.gan.{field}={g[field]!r}: must be > 0")
-    for field in ("gp_weight", "r1_weight"):
-      if g[field] < 0:
-        errors.append(f"config.gan.{field}={g[field]!r}: must be >= 0")
-    if g.d_norm not in ("",) + gan_models.NORMS:
-      errors.append(f"config.gan.d_norm={g.d_norm!r}: allowed: '', {', '.join(gan_models.NORMS)}")
     batch_norm = g.d_norm == "batch" or (g.d_norm == "" and not points)
     if g.gp_weight > 0 and batch_norm:
       errors.append(
@@ -137,12 +142,6 @@ class GANFamily(Family):
       errors.append(
         f"config.gan.code_classes={g.code_classes!r}: a conditional GAN has labels already; "
         "InfoGAN codes are for unconditional models (set it to 0)"
-      )
-    if not g.info_weight >= 0:
-      errors.append(f"config.gan.info_weight={g.info_weight!r}: must be >= 0")
-    if g.conditioning not in gan_models.CONDITIONINGS:
-      errors.append(
-        f"config.gan.conditioning={g.conditioning!r}: allowed: {', '.join(gan_models.CONDITIONINGS)}"
       )
     return errors
 

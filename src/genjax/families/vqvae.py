@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
+from genjax.core import fields
 from genjax.core.parallel import AXIS
 from genjax.evaluation import images as image_lib
 from genjax.families.autoencoders import recon_loss_errors
@@ -53,26 +54,25 @@ def build_vqvae(v: ml_collections.ConfigDict, out_channels: int, axis_name=None)
   )
 
 
+F = fields.Field
+VQ = {
+  "num_embeddings": F(512, "codebook size K", integer=True, ge=1),
+  "embedding_dim": F(64, "code size D", integer=True, ge=1),
+  "beta": F(0.25, "commitment weight (van den Oord et al. 2017)", ge=0),
+  "ema": F(True, "EMA codebook updates instead of the codebook loss"),
+  "decay": F(0.99, "EMA decay", gt=0, lt=1),
+  "epsilon": F(1e-5, "EMA Laplace smoothing", gt=0),
+  "restart_threshold": F(0.0, "restart codes used less than this per step (0 = never)", ge=0),
+  "channels": F((32, 64), "encoder stride-2 stages", positive_ints=True, nonempty=True),
+  "num_res_blocks": F(2, "residual blocks", integer=True, ge=0),
+  "res_channels": F(32, "residual block width", integer=True, ge=1),
+  "recon_loss": F("l2", "l2 | bce (pixels in [0, 1])", choices=ae_objectives.RECONSTRUCTION_KINDS),
+}
+
+
 def vq_errors(c: ml_collections.ConfigDict) -> list[str]:
-  """Errors of ``config.vq`` and of the data a VQ-VAE needs."""
+  """Errors of ``config.vq`` that involve other fields, and of the data a VQ-VAE needs."""
   v, errors = c.vq, image_data_errors(c)
-  for field in ("num_embeddings", "embedding_dim", "res_channels"):
-    if not isinstance(v[field], int) or v[field] < 1:
-      errors.append(f"config.vq.{field}={v[field]!r}: must be an integer >= 1")
-  if not isinstance(v.num_res_blocks, int) or v.num_res_blocks < 0:
-    errors.append(f"config.vq.num_res_blocks={v.num_res_blocks!r}: must be an integer >= 0")
-  if not v.channels or any((not isinstance(ch, int)) or ch < 1 for ch in v.channels):
-    errors.append(
-      f"config.vq.channels={tuple(v.channels)!r}: must be a non-empty sequence of positive integers"
-    )
-  if v.beta < 0:
-    errors.append(f"config.vq.beta={v.beta!r}: must be >= 0")
-  if not 0.0 < v.decay < 1.0:
-    errors.append(f"config.vq.decay={v.decay!r}: must be in (0, 1)")
-  if v.epsilon <= 0:
-    errors.append(f"config.vq.epsilon={v.epsilon!r}: must be > 0")
-  if v.restart_threshold < 0:
-    errors.append(f"config.vq.restart_threshold={v.restart_threshold!r}: must be >= 0")
   if v.restart_threshold > 0 and not v.ema:
     errors.append(
       f"config.vq.restart_threshold={v.restart_threshold!r}: dead-code restarts act on the "
@@ -89,6 +89,8 @@ class VQVAEFamily(Family):
   Config: ``config.vq`` (codebook, EMA, restarts, encoder/decoder sizes,
   reconstruction loss).
   """
+
+  sections = {"vq": VQ}
 
   def __init__(self, config: ml_collections.ConfigDict, data):
     super().__init__(config, data)
