@@ -1,10 +1,7 @@
 """Class-conditional DCGAN on MNIST (Mirza & Osindero 2014; projection D, Miyato & Koyama 2018).
 
-``dcgan_mnist``'s networks with the digit label in place of its InfoGAN code:
-the label enters G as a learned embedding concatenated to z and D through a
-projection head. ``images/samples_by_class.png`` has one row per digit with
-the same noise down each column; ``eval/label_accuracy`` is the share of
-samples the MNIST classifier reads as the digit asked for.
+``dcgan_mnist``'s networks with the digit label in place of its InfoGAN code: the label enters
+G as a learned embedding concatenated to z and D through a projection head.
 
 Command:
   python -m genjax.main --config=experiments/configs/cgan_mnist.py --workdir=runs/cgan_mnist
@@ -15,11 +12,9 @@ Expected runtime: 10,000 steps at about 6.1 steps/s on one CPU core (28.7 min
 Measured (seed 0, EMA generator, 10k samples vs the 10k test images, floors in
   brackets): label_accuracy 0.992 [0.993], fid_lenet 2.52 [1.12] (2.3x the
   floor), kid_lenet 0.24 [0.13], precision 0.809 [0.867], recall 0.779
-  [0.884], classifier score 9.80 [9.74]. During training (1000 samples, floor
-  8.15): fid_lenet 33.5, 10.5, 8.34, 7.47 and label accuracy 0.913, 0.987,
-  0.991, 0.995 at steps 2.5k, 5k, 7.5k and 10k. At 5000 steps (the earlier
-  length of this config) the same evaluation gave fid_lenet 5.41 [1.07] and
-  label accuracy 0.978.
+  [0.884], classifier score 9.80 [9.74].
+
+History and variants: docs/results.md#cgan_mnist.
 """
 
 from genjax import config as genjax_config

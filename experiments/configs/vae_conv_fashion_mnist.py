@@ -9,13 +9,13 @@ Command:
   python -m genjax.main --config=experiments/configs/vae_conv_fashion_mnist.py --workdir=runs/vae_conv_fashion_mnist
 
 Expected runtime: 11.5 min for 6k steps (6.4 epochs) on 2 CPU cores shared
-  with a second job; about 19 steps/s alone (``make bench``). Convolutions run
-  near 90 GFLOP/s on this CPU, so wider channels cost proportionally: (32, 64)
-  at batch 128 measured 2.8 steps/s.
+  with a second job; about 19 steps/s alone (``make bench``).
 Measured: test (all 10k, k=100) NLL 1857.1 nats = 3.417 bits/dim, ELBO
   -1882.5, KL 54.0 after 6k steps.
 Sample metrics (10k samples; floors as vae_fashion_mnist): fid_lenet 98.13,
   kid_lenet 17.6, precision 0.446, recall 0.407, classifier score 3.53.
+
+History and variants: docs/results.md#vae_conv_fashion_mnist.
 """
 
 from genjax import config as genjax_config

@@ -8,14 +8,13 @@ Expected runtime: 19.5 min for 90k steps (192 epochs) on 2 CPU cores, about
   100 steps/s of the full loop (``make bench``); the k=5000 evaluation of the
   whole test set took 24 min on one core.
 Measured (seed 0): test NLL 86.04 nats (importance-sampled, k = 5000, all 10k
-  test images, EMA parameters), ELBO -90.40, KL 24.97. References: Burda et al.
-  2016 Table 1, VAE with one stochastic layer 86.76 nats, IWAE k=50 84.78; the
-  flax examples/vae reaches ~104 test loss after 10 epochs.
+  test images, EMA parameters), ELBO -90.40, KL 24.97.
 Sample metrics (``genjax.evaluate --notest_metrics``, 10k samples vs the
   10k test images, 15 s with the feature net cached; floors in brackets):
   fid_lenet 54.69 [1.07], kid_lenet 46.8 [0.10], precision 0.714 [0.865],
-  recall 0.796 [0.892], classifier score 7.36 [9.74]. Feature net
-  mnist-lenet-seed0-2f4cb39a (test accuracy 99.32 %, trained once in 213 s).
+  recall 0.796 [0.892], classifier score 7.36 [9.74].
+
+History and variants: docs/results.md#vae_mnist.
 """
 
 from genjax import config as genjax_config

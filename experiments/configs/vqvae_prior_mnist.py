@@ -1,16 +1,8 @@
 """Second stage of VQ-VAE: a gated PixelCNN prior over the 7x7 code maps of ``vqvae_mnist``.
 
-``config.prior.vqvae_workdir`` points at the first stage's run directory; its
-latest checkpoint (or ``config.prior.vqvae_step``) is loaded, frozen, and
-copied into this run's checkpoints. Training fits the prior to the code maps of
-the training images; samples are code maps drawn from the prior (one compiled
-loop over 49 positions) and decoded by the frozen decoder.
-
-``eval/nll`` is the test NLL of code maps in nats (``bits_per_code`` per
-position). The baseline is a uniform prior over codes:
-``--set=prior.sample_from=uniform`` evaluates it with the same decoder.
-Pictures: ``samples``, ``samples_uniform_prior`` and ``completions`` (the top
-three code rows of test digits kept, the rest sampled).
+``config.prior.vqvae_workdir`` points at the first stage's run directory, whose latest checkpoint
+is loaded and frozen; samples are code maps drawn from the prior and decoded by the frozen
+decoder. ``--set=prior.sample_from=uniform`` evaluates a uniform prior over codes instead.
 
 Command:
   python -m genjax.main --config=experiments/configs/vqvae_mnist.py --workdir=runs/vqvae_mnist
@@ -20,14 +12,15 @@ Command:
   python -m genjax.evaluate --workdir=runs/vqvae_prior_mnist --notest_metrics \
     --set=prior.sample_from=uniform --output=runs/vqvae_prior_mnist/eval_uniform.json
 
-Measured (seed 0, first stage: vqvae_mnist after 3000 steps; this prior
-  stopped with SIGTERM at step 2250, 22 min of wall time on 2 CPU cores shared
-  with a second training run; 10k samples against the 10k test images, floors
-  in brackets): learned prior fid_lenet 52.8 [1.07], kid_lenet 42.3 [0.10],
-  precision / recall 0.633 / 0.792 [0.865 / 0.892]; uniform prior over codes,
-  same decoder: fid_lenet 568.6, kid_lenet 244.5, precision / recall 0.894 /
-  0.0004. Test NLL of the code maps 107.8 nats (3.18 bits per code; a uniform
-  prior has 9).
+Expected runtime: 22 min of wall time for 2250 steps on 2 CPU cores shared with a second
+  training run (the measured prior stopped with SIGTERM at step 2250).
+Measured (seed 0, first stage: vqvae_mnist after 3000 steps; 10k samples against the 10k
+  test images, floors in brackets): learned prior fid_lenet 52.8 [1.07], kid_lenet 42.3
+  [0.10], precision / recall 0.633 / 0.792 [0.865 / 0.892]; uniform prior over codes, same
+  decoder: fid_lenet 568.6, kid_lenet 244.5, precision / recall 0.894 / 0.0004. Test NLL of
+  the code maps 107.8 nats (3.18 bits per code; a uniform prior has 9).
+
+History and variants: docs/results.md#vqvae_prior_mnist.
 """
 
 from genjax import config as genjax_config
@@ -43,7 +36,6 @@ def get_config():
   c.pixelcnn.features = 64
   c.pixelcnn.kernel_size = 3
   c.optimizer.learning_rate = 1e-3
-  c.optimizer.weight_decay = 0.0
   c.optimizer.grad_clip_norm = 1.0
   c.train.batch_size = 128
   c.train.num_steps = 3_000

@@ -28,7 +28,6 @@ def get_config():
   c.gan.d_learning_rate = 1e-4
   c.optimizer.b1 = 0.0
   c.optimizer.b2 = 0.9
-  c.optimizer.weight_decay = 0.0
   c.train.batch_size = 64
   c.train.num_steps = 100_000
   c.train.log_every = 500

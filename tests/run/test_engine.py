@@ -182,3 +182,29 @@ def test_long_unlogged_stretch_on_eight_cpu_devices_does_not_deadlock(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in logged if "train/loss" in r] == [steps]
+
+
+def test_logged_norms_match_the_checkpointed_parameters(tiny, tmp_path):
+  c = tiny(train__log_every=1, train__checkpoint_every=3, optimizer__name="sgd")
+  c.optimizer.learning_rate = 0.1
+  loop.train_and_evaluate(c, tmp_path)
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  train = {r["step"]: r for r in records if "train/param_norm" in r}
+  assert sorted(train) == [1, 2, 3, 4, 5, 6]  # Logged at every step, each once.
+  exp = experiment.build(c)
+  ckpt = checkpoint_lib.Checkpointer(tmp_path / "checkpoints")
+  params = {s: ckpt.restore(exp.abstract_state(), s)[0].params for s in (3, 6)}
+  ckpt.close()
+  norm = lambda tree: float(
+    np.sqrt(sum(np.sum(np.square(x, dtype=np.float64)) for x in jax.tree.leaves(tree)))
+  )
+  for step in (3, 6):
+    assert train[step]["train/param_norm"] == pytest.approx(norm(params[step]), rel=1e-5)
+  # Plain SGD: the update between the two checkpoints is -lr times the gradients.
+  moved = jax.tree.map(lambda a, b: np.asarray(b, np.float64) - a, params[3], params[6])
+  steps_norm = sum(train[s]["train/update_norm"] for s in (4, 5, 6))
+  assert norm(moved) <= steps_norm * (1 + 1e-5)  # Triangle inequality over three updates.
+  for s in (4, 5, 6):
+    assert train[s]["train/update_norm"] == pytest.approx(
+      0.1 * train[s]["train/grad_norm"], rel=1e-5
+    )

@@ -157,6 +157,8 @@ class Family:
       metrics,
       loss=loss,
       grad_norm=optax.tree.norm(grads),
+      update_norm=optax.tree.norm(updates),
+      param_norm=optax.tree.norm(params),
       learning_rate=self.schedule(state.step),
     )
     new_state = state.replace(

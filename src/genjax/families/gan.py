@@ -300,8 +300,11 @@ class GANFamily(Family):
     )
     grads = lax.pmean(grads, AXIS)
     updates, d_opt = self.tx_d.update(grads, d_opt, d_params)
+    d_params = optax.apply_updates(d_params, updates)
     metrics["d_grad_norm"] = optax.tree.norm(grads)
-    return (optax.apply_updates(d_params, updates), d_opt, d_stats), metrics
+    metrics["d_update_norm"] = optax.tree.norm(updates)
+    metrics["d_param_norm"] = optax.tree.norm(d_params)
+    return (d_params, d_opt, d_stats), metrics
 
   def _g_loss(self, g_params, g_stats, d_params, d_stats, keys, labels):
     codes = self._codes(keys)
@@ -342,7 +345,13 @@ class GANFamily(Family):
       GENERATOR: optax.apply_updates(params[GENERATOR], updates),
       DISCRIMINATOR: d_params,
     }
-    metrics = dict(_mean(d_metrics), **g_metrics, g_grad_norm=optax.tree.norm(grads))
+    metrics = dict(
+      _mean(d_metrics),
+      **g_metrics,
+      g_grad_norm=optax.tree.norm(grads),
+      g_update_norm=optax.tree.norm(updates),
+      g_param_norm=optax.tree.norm(new_params[GENERATOR]),
+    )
     metrics["loss"] = metrics["d_loss"] + metrics["g_loss"]
     new_state = state.replace(
       step=state.step + 1,

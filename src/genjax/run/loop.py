@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+from clu import periodic_actions
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from genjax.core.train_state import TrainState, num_params
@@ -172,6 +173,30 @@ def _brief(metrics: dict[str, float]) -> str:
 _MAX_STEPS_IN_FLIGHT = 2
 
 
+def _periodic_actions(run: "_Run", tc, bar) -> list[periodic_actions.PeriodicAction]:
+  """What happens between steps, in this order: log, evaluate, checkpoint.
+
+  The last step is always logged and checkpointed; its evaluation runs after
+  the loop, on the checkpointed state.
+  """
+  last = tc.num_steps
+
+  def log_metrics(step, t):
+    del t
+    run.log(step)
+    bar.set_postfix(loss=f"{run.summary['train/loss']:.4g}")
+
+  def action(fn, every=None, on=()):
+    return periodic_actions.PeriodicCallback(every_steps=every, on_steps=on, callback_fn=fn)
+
+  evals = range(tc.eval_every, last, tc.eval_every) if tc.eval_every else ()
+  return [
+    action(log_metrics, every=tc.log_every, on=[last]),
+    action(lambda step, t: run.evaluate(step), on=evals),
+    action(lambda step, t: run.checkpoint(step), every=tc.checkpoint_every, on=[last]),
+  ]
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str | pathlib.Path
 ) -> dict[str, float]:
@@ -203,21 +228,18 @@ def train_and_evaluate(
   try:
     # Log lines go through tqdm so they do not break the progress bar.
     with _Preemption() as preemption, logging_redirect_tqdm(loggers=[log]):
+      actions = _periodic_actions(run, tc, bar)
       for step in range(run.start + 1, tc.num_steps + 1):
         run.state, metrics = train_step(run.state, exp.parallel.put_batch(next(run.data)))
         run.history.append(metrics)  # Emptied (and synced) at every log.
         if len(run.history) > _MAX_STEPS_IN_FLIGHT:
           jax.block_until_ready(run.history[-_MAX_STEPS_IN_FLIGHT - 1])
         bar.update(1)
-        last = step == tc.num_steps
-        if step % tc.log_every == 0 or last:
-          run.log(step)
-          bar.set_postfix(loss=f"{run.summary['train/loss']:.4g}")
-        if tc.eval_every and step % tc.eval_every == 0 and not last:
-          run.evaluate(step)
-        if step % tc.checkpoint_every == 0 or last or preemption.requested:
-          run.checkpoint(step)
+        for action in actions:
+          action(step)
         if preemption.requested:
+          if run.last_saved != step:
+            run.checkpoint(step)
           log.warning("SIGTERM: saved step %d in %s; rerun to resume", step, workdir)
           break
   finally:
