@@ -15,17 +15,10 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.defaults()
   c.family = "ae"
-  c.data.name = "mnist"
-  c.data.preprocess = "scale_01"
-  c.model.hidden_sizes = (512, 256)
-  c.model.latent_dim = 32
-  c.objective.recon_loss = "bce"
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.schedule = "cosine"
-  c.optimizer.end_lr_factor = 0.05
-  c.train.batch_size = 128
-  c.train.num_steps = 10_000
-  c.train.log_every = 500
-  c.train.eval_every = 5_000
-  c.train.checkpoint_every = 5_000
+  c.data.update(name="mnist", preprocess="scale_01")
+  c.model.update(hidden_sizes=(512, 256), latent_dim=32)
+  c.objective.update(recon_loss="bce")
+  c.optimizer.update(learning_rate=1e-3, schedule="cosine", end_lr_factor=0.05)
+  c.train.update(batch_size=128, num_steps=10_000)
+  c.train.update(log_every=500, eval_every=5_000, checkpoint_every=5_000)
   return c

@@ -17,9 +17,7 @@ from genjax import config as genjax_config
 
 def get_config():
   c = genjax_config.load_sibling(__file__, "vae_mnist").get_config()
-  c.model.latent_dim = 10
-  c.objective.beta = 4.0
-  c.objective.kl_warmup_steps = 2_000
-  c.train.num_steps = 20_000
-  c.train.eval_every = 10_000
+  c.model.update(latent_dim=10)
+  c.objective.update(beta=4.0, kl_warmup_steps=2_000)
+  c.train.update(num_steps=20_000, eval_every=10_000)
   return c

@@ -21,9 +21,8 @@ from genjax import config as genjax_config
 
 def get_config():
   c = genjax_config.load_sibling(__file__, "ddpm_mnist").get_config()
-  c.model.conditional = True
+  c.model.update(conditional=True)
   c.unet.dropout = 0.1  # the run measured above (ddpm_mnist now trains without)
-  c.diffusion.p_uncond = 0.1
-  c.diffusion.guidance_scale = 2.0
+  c.diffusion.update(p_uncond=0.1, guidance_scale=2.0)
   c.evals += ",label_accuracy"
   return c

@@ -23,9 +23,8 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.load_sibling(__file__, "dcgan_mnist").get_config()
   c.family = "cgan"
-  c.gan.code_classes = 0  # the labels take the InfoGAN code's place
-  c.gan.conditioning = "projection"
+  # code_classes=0: the labels take the InfoGAN code's place.
+  c.gan.update(code_classes=0, conditioning="projection")
   c.evals += ",label_accuracy"
-  c.train.num_steps = 10_000
-  c.train.eval_every = 2500
+  c.train.update(num_steps=10_000, eval_every=2500)
   return c

@@ -19,8 +19,7 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.load_sibling(__file__, "vae_mnist").get_config()
   c.family = "cvae"
-  c.model.latent_dim = 16
-  c.train.num_steps = 20_000
-  c.train.eval_every = 10_000
   c.evals += ",label_accuracy"
+  c.model.update(latent_dim=16)
+  c.train.update(num_steps=20_000, eval_every=10_000)
   return c

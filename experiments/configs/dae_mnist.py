@@ -18,6 +18,5 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.load_sibling(__file__, "ae_mnist").get_config()
   c.family = "dae"
-  c.objective.corruption = "salt_pepper"
-  c.objective.corruption_level = 0.3
+  c.objective.update(corruption="salt_pepper", corruption_level=0.3)
   return c

@@ -21,7 +21,7 @@ from genjax import config as genjax_config
 
 def get_config():
   c = genjax_config.load_sibling(__file__, "dcgan_mnist").get_config()
-  c.data.name = "fashion_mnist"
-  c.gan.code_classes = 0
-  c.train.num_steps = 5000
+  c.data.update(name="fashion_mnist")
+  c.gan.update(code_classes=0)
+  c.train.update(num_steps=5000)
   return c

@@ -24,23 +24,14 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.defaults()
   c.family = "gan"
-  c.data.name = "mnist"
-  c.data.preprocess = "scale_pm1"
-  c.model.architecture = "dcgan"
-  c.model.latent_dim = 100
-  c.gan.loss = "non_saturating"
-  c.gan.code_classes = 10  # InfoGAN's categorical code; 0 gives the plain DCGAN
-  c.gan.info_weight = 1.0
-  c.gan.base_channels = 16
-  c.gan.g_learning_rate = 2e-4
-  c.gan.d_learning_rate = 2e-4
-  c.optimizer.b1 = 0.5
-  c.train.batch_size = 64
-  c.train.num_steps = 20_000
-  c.train.log_every = 250
-  c.train.eval_every = 5000
-  c.train.checkpoint_every = 1000
-  c.train.ema_decay = 0.999
-  c.eval.batch_size = 512
   c.evals = "fid_lenet,kid_lenet,precision_recall_lenet,classifier_score_lenet"
+  c.data.update(name="mnist", preprocess="scale_pm1")
+  c.model.update(architecture="dcgan", latent_dim=100)
+  # code_classes: InfoGAN's categorical code; 0 gives the plain DCGAN.
+  c.gan.update(loss="non_saturating", code_classes=10, info_weight=1.0, base_channels=16)
+  c.gan.update(g_learning_rate=2e-4, d_learning_rate=2e-4)
+  c.optimizer.update(b1=0.5)
+  c.train.update(batch_size=64, num_steps=20_000, ema_decay=0.999)
+  c.train.update(log_every=250, eval_every=5000, checkpoint_every=1000)
+  c.eval.update(batch_size=512)
   return c

@@ -9,5 +9,5 @@ from genjax import config as genjax_config
 
 def get_config():
   c = genjax_config.load_sibling(__file__, "ddpm_mnist").get_config()
-  c.data.name = "fashion_mnist"
+  c.data.update(name="fashion_mnist")
   return c

@@ -9,6 +9,6 @@ from genjax import config as genjax_config
 
 def get_config():
   c = genjax_config.load_sibling(__file__, "ddpm_ring8").get_config()
-  c.data.name = "moons"
+  c.data.update(name="moons")
   c.evals = ""  # Mode coverage needs Gaussian modes; see images/samples.png.
   return c

@@ -19,18 +19,14 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.defaults()
   c.family = "ddpm"
-  c.data.name = "ring8"
-  c.model.hidden_sizes = (256, 256, 256)
-  c.diffusion.sampler = "ddpm"
-  c.diffusion.clip_x0 = False  # Points are not confined to [-1, 1].
-  c.optimizer.learning_rate = 1e-3
-  c.train.batch_size = 256
-  c.train.num_steps = 10_000
-  c.train.log_every = 500
-  c.train.eval_every = 2_500
-  c.train.checkpoint_every = 2_500
-  c.train.ema_decay = 0.999
   c.evals = "mode_coverage"
-  c.eval.sample_examples = 2500  # the PacGAN protocol's sample count
-  c.eval.periodic_sample_examples = 2500
+  c.data.update(name="ring8")
+  c.model.update(hidden_sizes=(256, 256, 256))
+  # clip_x0=False: points are not confined to [-1, 1].
+  c.diffusion.update(sampler="ddpm", clip_x0=False)
+  c.optimizer.update(learning_rate=1e-3)
+  c.train.update(batch_size=256, num_steps=10_000, ema_decay=0.999)
+  c.train.update(log_every=500, eval_every=2_500, checkpoint_every=2_500)
+  # sample_examples: the PacGAN protocol's sample count.
+  c.eval.update(sample_examples=2500, periodic_sample_examples=2500)
   return c

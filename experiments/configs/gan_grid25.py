@@ -17,9 +17,7 @@ from genjax import config as genjax_config
 
 def get_config():
   c = genjax_config.load_sibling(__file__, "gan_ring8").get_config()
-  c.data.name = "grid25"
-  c.gan.loss = "hinge"
-  c.train.num_steps = 30_000
-  c.train.eval_every = 5_000
-  c.train.checkpoint_every = 5_000
+  c.data.update(name="grid25")
+  c.gan.update(loss="hinge")
+  c.train.update(num_steps=30_000, eval_every=5_000, checkpoint_every=5_000)
   return c

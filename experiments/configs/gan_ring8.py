@@ -22,21 +22,13 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.defaults()
   c.family = "gan"
-  c.data.name = "ring8"
-  c.model.architecture = "mlp"
-  c.model.hidden_sizes = (128, 128, 128)
-  c.model.latent_dim = 2
-  c.gan.loss = "non_saturating"
-  c.gan.g_learning_rate = 1e-3
-  c.gan.d_learning_rate = 1e-3
-  c.optimizer.b1 = 0.5
-  c.train.batch_size = 256
-  c.train.num_steps = 10_000
-  c.train.log_every = 500
-  c.train.eval_every = 2_500
-  c.train.checkpoint_every = 2_500
-  c.train.ema_decay = 0.999
   c.evals = "mode_coverage"
-  c.eval.sample_examples = 2500  # the PacGAN protocol's sample count
-  c.eval.periodic_sample_examples = 2500
+  c.data.update(name="ring8")
+  c.model.update(architecture="mlp", hidden_sizes=(128, 128, 128), latent_dim=2)
+  c.gan.update(loss="non_saturating", g_learning_rate=1e-3, d_learning_rate=1e-3)
+  c.optimizer.update(b1=0.5)
+  c.train.update(batch_size=256, num_steps=10_000, ema_decay=0.999)
+  c.train.update(log_every=500, eval_every=2_500, checkpoint_every=2_500)
+  # sample_examples: the PacGAN protocol's sample count.
+  c.eval.update(sample_examples=2500, periodic_sample_examples=2500)
   return c

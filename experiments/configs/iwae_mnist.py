@@ -21,7 +21,6 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.load_sibling(__file__, "vae_mnist").get_config()
   c.family = "iwae"
-  c.objective.num_samples = 5
-  c.train.num_steps = 10_000
-  c.train.eval_every = 5_000
+  c.objective.update(num_samples=5)
+  c.train.update(num_steps=10_000, eval_every=5_000)
   return c

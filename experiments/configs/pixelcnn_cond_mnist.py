@@ -17,6 +17,6 @@ from genjax import config as genjax_config
 
 def get_config():
   c = genjax_config.load_sibling(__file__, "pixelcnn_mnist").get_config()
-  c.model.conditional = True
+  c.model.update(conditional=True)
   c.eval.num_images = 20  # Two samples per digit in the pictures.
   return c

@@ -25,19 +25,10 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.defaults()
   c.family = "pixelcnn"
-  c.data.name = "mnist"
-  c.data.preprocess = "binarize_dynamic"
-  c.pixelcnn.levels = 2
-  c.pixelcnn.num_layers = 8
-  c.pixelcnn.features = 32
-  c.pixelcnn.kernel_size = 5
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.schedule = "cosine"
-  c.optimizer.grad_clip_norm = 1.0
-  c.train.batch_size = 64
-  c.train.num_steps = 4_500
-  c.train.log_every = 250
-  c.train.eval_every = 500
-  c.train.checkpoint_every = 500
-  c.eval.num_images = 16
+  c.data.update(name="mnist", preprocess="binarize_dynamic")
+  c.pixelcnn.update(levels=2, num_layers=8, features=32, kernel_size=5)
+  c.optimizer.update(learning_rate=1e-3, schedule="cosine", grad_clip_norm=1.0)
+  c.train.update(batch_size=64, num_steps=4_500)
+  c.train.update(log_every=250, eval_every=500, checkpoint_every=500)
+  c.eval.update(num_images=16)
   return c

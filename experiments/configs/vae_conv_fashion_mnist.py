@@ -23,10 +23,6 @@ from genjax import config as genjax_config
 
 def get_config():
   c = genjax_config.load_sibling(__file__, "vae_fashion_mnist").get_config()
-  c.model.architecture = "conv"
-  c.model.conv_channels = (16, 32)
-  c.model.hidden_sizes = (256,)
-  c.train.batch_size = 64
-  c.train.num_steps = 6_000
-  c.train.eval_every = 3_000
+  c.model.update(architecture="conv", conv_channels=(16, 32), hidden_sizes=(256,))
+  c.train.update(batch_size=64, num_steps=6_000, eval_every=3_000)
   return c

@@ -19,18 +19,11 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.defaults()
   c.family = "vae"
-  c.data.name = "digits"
-  c.data.preprocess = "binarize_dynamic"
-  c.model.hidden_sizes = (256, 128)
-  c.model.latent_dim = 8
-  c.optimizer.learning_rate = 1e-3
-  c.train.batch_size = 64
-  c.train.num_steps = 3000
-  c.train.log_every = 100
-  c.train.eval_every = 1000
-  c.train.checkpoint_every = 1000
-  c.eval.batch_size = 64
-  c.eval.periodic_examples = 300
-  c.eval.nll_samples = 1000
   c.evals = "fid_lenet,kid_lenet,precision_recall_lenet,classifier_score_lenet"
+  c.data.update(name="digits", preprocess="binarize_dynamic")
+  c.model.update(hidden_sizes=(256, 128), latent_dim=8)
+  c.optimizer.update(learning_rate=1e-3)
+  c.train.update(batch_size=64, num_steps=3000)
+  c.train.update(log_every=100, eval_every=1000, checkpoint_every=1000)
+  c.eval.update(batch_size=64, periodic_examples=300, nll_samples=1000)
   return c

@@ -23,9 +23,7 @@ from genjax import config as genjax_config
 
 def get_config():
   c = genjax_config.load_sibling(__file__, "vae_mnist").get_config()
-  c.data.name = "fashion_mnist"
-  c.data.preprocess = "scale_pm1"
-  c.model.likelihood = "discretized_logistic"
-  c.train.num_steps = 20_000
-  c.train.eval_every = 10_000
+  c.data.update(name="fashion_mnist", preprocess="scale_pm1")
+  c.model.update(likelihood="discretized_logistic")
+  c.train.update(num_steps=20_000, eval_every=10_000)
   return c

@@ -23,20 +23,10 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.defaults()
   c.family = "vae"
-  c.data.name = "mnist"
-  c.data.preprocess = "binarize_dynamic"
-  c.model.architecture = "mlp"
-  c.model.hidden_sizes = (512, 512)
-  c.model.latent_dim = 32
-  c.model.likelihood = "bernoulli"
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.schedule = "cosine"
-  c.optimizer.end_lr_factor = 0.05
-  c.train.batch_size = 128
-  c.train.num_steps = 90_000
-  c.train.log_every = 500
-  c.train.eval_every = 20_000
-  c.train.checkpoint_every = 5_000
-  c.train.ema_decay = 0.999
   c.evals = "fid_lenet,kid_lenet,precision_recall_lenet,classifier_score_lenet"
+  c.data.update(name="mnist", preprocess="binarize_dynamic")
+  c.model.update(architecture="mlp", hidden_sizes=(512, 512), latent_dim=32, likelihood="bernoulli")
+  c.optimizer.update(learning_rate=1e-3, schedule="cosine", end_lr_factor=0.05)
+  c.train.update(batch_size=128, num_steps=90_000, ema_decay=0.999)
+  c.train.update(log_every=500, eval_every=20_000, checkpoint_every=5_000)
   return c

@@ -22,23 +22,12 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.defaults()
   c.family = "vqvae"
-  c.data.name = "mnist"
-  c.data.preprocess = "scale_01"
-  c.vq.num_embeddings = 512
-  c.vq.embedding_dim = 64
-  c.vq.beta = 0.25
-  c.vq.ema = True
-  c.vq.decay = 0.99
-  c.vq.restart_threshold = 1.0
-  c.vq.channels = (32, 64)
-  c.vq.num_res_blocks = 2
-  c.vq.res_channels = 32
-  c.vq.recon_loss = "l2"
-  c.optimizer.learning_rate = 3e-4
-  c.train.batch_size = 128
-  c.train.num_steps = 3_000
-  c.train.log_every = 250
-  c.train.eval_every = 1_000
-  c.train.checkpoint_every = 1_000
-  c.eval.num_images = 64
+  c.data.update(name="mnist", preprocess="scale_01")
+  c.vq.update(num_embeddings=512, embedding_dim=64, beta=0.25, recon_loss="l2")
+  c.vq.update(ema=True, decay=0.99, restart_threshold=1.0)
+  c.vq.update(channels=(32, 64), num_res_blocks=2, res_channels=32)
+  c.optimizer.update(learning_rate=3e-4)
+  c.train.update(batch_size=128, num_steps=3_000)
+  c.train.update(log_every=250, eval_every=1_000, checkpoint_every=1_000)
+  c.eval.update(num_images=64)
   return c

@@ -29,19 +29,13 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.defaults()
   c.family = "vqvae_prior"
-  c.data.name = "mnist"
-  c.data.preprocess = "scale_01"  # As in the first stage.
-  c.prior.vqvae_workdir = "runs/vqvae_mnist"
-  c.pixelcnn.num_layers = 8
-  c.pixelcnn.features = 64
-  c.pixelcnn.kernel_size = 3
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.grad_clip_norm = 1.0
-  c.train.batch_size = 128
-  c.train.num_steps = 3_000
-  c.train.log_every = 250
-  c.train.eval_every = 1_000
-  c.train.checkpoint_every = 1_000
-  c.eval.num_images = 16
   c.evals = "fid_lenet,kid_lenet,precision_recall_lenet"
+  # preprocess as in the first stage.
+  c.data.update(name="mnist", preprocess="scale_01")
+  c.prior.update(vqvae_workdir="runs/vqvae_mnist")
+  c.pixelcnn.update(num_layers=8, features=64, kernel_size=3)
+  c.optimizer.update(learning_rate=1e-3, grad_clip_norm=1.0)
+  c.train.update(batch_size=128, num_steps=3_000)
+  c.train.update(log_every=250, eval_every=1_000, checkpoint_every=1_000)
+  c.eval.update(num_images=16)
   return c

@@ -15,24 +15,12 @@ from genjax import config as genjax_config
 def get_config():
   c = genjax_config.defaults()
   c.family = "gan"
-  c.data.name = "cifar10"
-  c.data.preprocess = "scale_pm1"
-  c.model.architecture = "dcgan"
-  c.model.latent_dim = 128
-  c.gan.loss = "wgan"
-  c.gan.gp_weight = 10.0
-  c.gan.d_steps = 5
-  c.gan.d_norm = "layer"
-  c.gan.base_channels = 64
-  c.gan.g_learning_rate = 1e-4
-  c.gan.d_learning_rate = 1e-4
-  c.optimizer.b1 = 0.0
-  c.optimizer.b2 = 0.9
-  c.train.batch_size = 64
-  c.train.num_steps = 100_000
-  c.train.log_every = 500
-  c.train.eval_every = 10_000
-  c.train.checkpoint_every = 5_000
-  c.train.ema_decay = 0.999
   c.evals = "fid_lenet,kid_lenet,precision_recall_lenet"
+  c.data.update(name="cifar10", preprocess="scale_pm1")
+  c.model.update(architecture="dcgan", latent_dim=128)
+  c.gan.update(loss="wgan", gp_weight=10.0, d_steps=5, d_norm="layer", base_channels=64)
+  c.gan.update(g_learning_rate=1e-4, d_learning_rate=1e-4)
+  c.optimizer.update(b1=0.0, b2=0.9)
+  c.train.update(batch_size=64, num_steps=100_000, ema_decay=0.999)
+  c.train.update(log_every=500, eval_every=10_000, checkpoint_every=5_000)
   return c

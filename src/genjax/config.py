@@ -20,7 +20,7 @@ import ml_collections
 from genjax.core import fields, optim, parallel
 from genjax.data import preprocessing, sources
 from genjax.evaluation import suite
-from genjax.families import FAMILIES
+from genjax.families import FAMILIES, PRESETS
 from genjax.models import layers
 
 
@@ -95,6 +95,9 @@ TRAIN = {
   "distributed": F(False, "call jax.distributed.initialize() (multi-host)"),
   "async_checkpoint": F(True, "write checkpoints in a background thread"),
   "progress_bar": F(True, "show a progress bar on a terminal"),
+  "profile_steps": F(
+    0, "trace this many steps with the JAX profiler after the first log (0 = off)", ge=0
+  ),
 }
 EVAL = {
   "batch_size": F(512, "global eval batch", gt=0),
@@ -233,6 +236,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     c: experiment config (see :func:`defaults`).
     num_devices: devices the global batch is split over (default: all).
   """
+  c = resolve(c)
   errors = fields.section_errors("", c, dict(TOP, family=F("", choices=sorted(FAMILIES))))
   _check_dataset(errors, c.data.name)
   family = FAMILIES.get(c.family)
@@ -280,6 +284,29 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     errors.extend(family.validate(c))
   if errors:
     raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def resolve(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of ``c`` with the fields its family's name fixes (``cvae``: ``model.conditional``).
+
+  Raises:
+    ConfigError: where ``c`` sets such a field to another value than the name's.
+  """
+  preset = PRESETS.get(c.family, {})
+  if not preset:
+    return c
+  c = ml_collections.ConfigDict(c.to_dict())
+  base = defaults()
+  errors = []
+  for field, value in preset.items():
+    current = fields.get(c, field)
+    if current != value and current != fields.get(base, field):
+      errors.append(f"config.{field}={current!r}: family {c.family!r} sets it to {value!r}")
+    parent, _, name = field.rpartition(".")
+    fields.get(c, parent)[name] = value
+  if errors:
+    raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+  return c
 
 
 def select_devices(c: ml_collections.ConfigDict) -> list:

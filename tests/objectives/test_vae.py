@@ -12,7 +12,8 @@ import pytest
 from absl.testing import parameterized
 from scipy import integrate, stats
 
-from genjax.core import random, vae
+from genjax.core import random
+from genjax.objectives import vae
 
 
 def _keys(b, seed=0):

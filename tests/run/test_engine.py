@@ -208,3 +208,11 @@ def test_logged_norms_match_the_checkpointed_parameters(tiny, tmp_path):
     assert train[s]["train/update_norm"] == pytest.approx(
       0.1 * train[s]["train/grad_norm"], rel=1e-5
     )
+
+
+def test_profile_steps_write_a_trace_after_the_first_log(tiny, tmp_path):
+  c = tiny(train__log_every=2, train__profile_steps=2)
+  loop.train_and_evaluate(c, tmp_path)
+  traces = list((tmp_path / "tensorboard").rglob("*.xplane.pb"))
+  assert len(traces) == 1, list((tmp_path / "tensorboard").rglob("*"))
+  assert traces[0].stat().st_size > 0

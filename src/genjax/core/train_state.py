@@ -31,15 +31,6 @@ class TrainState(flax.struct.PyTreeNode):
   ema_params: Any
   model_state: Any
 
-  @classmethod
-  def create(cls, params, tx: optax.GradientTransformation, model_state=None):
-    return cls(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      opt_state=tx.init(params),
-      ema_params=jax.tree.map(jnp.copy, params),
-      model_state={} if model_state is None else model_state,
-    )
 
 
 def ema_update(ema_params, params, decay: float, count: jax.Array):

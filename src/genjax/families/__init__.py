@@ -3,6 +3,6 @@
 # Importing a family module registers it: ae, dae, vae, cvae, iwae; gan, cgan; ddpm;
 # vqvae; pixelcnn, vqvae_prior.
 from genjax.families import autoencoders, autoregressive, diffusion, gan, vqvae  # noqa: F401
-from genjax.families.base import FAMILIES, DataInfo, Family, register
+from genjax.families.base import FAMILIES, PRESETS, DataInfo, Family, register
 
-__all__ = ["FAMILIES", "DataInfo", "Family", "register"]
+__all__ = ["FAMILIES", "PRESETS", "DataInfo", "Family", "register"]

@@ -24,7 +24,14 @@ F = fields.Field
 OBJECTIVE = {
   "beta": F(1.0, "KL weight (beta-VAE)", ge=0),
   "kl_warmup_steps": F(0, "linear KL annealing from 0 to beta", ge=0),
-  "num_samples": F(1, "importance samples k of the IWAE objective", integer=True, ge=1),
+  "bound": F("elbo", "what a VAE maximises: the ELBO or the IWAE bound", choices=("elbo", "iwae")),
+  "num_samples": F(
+    1,
+    "importance samples k of the IWAE bound",
+    integer=True,
+    ge=1,
+    only_with=("objective.bound", ("iwae",)),
+  ),
   "recon_loss": F("bce", "AE/DAE reconstruction", choices=ae_objectives.RECONSTRUCTION_KINDS),
   "corruption": F("none", "DAE corruption", choices=sorted(ae_objectives.CORRUPTIONS)),
   "corruption_level": F(0.0, "DAE corruption strength", ge=0),
@@ -58,8 +65,8 @@ class _AutoencoderBase(Family):
         f"config.data.name={data.name!r} holds {data.kind}"
       )
     m = config.model
-    self.conditional = bool(m.conditional) or config.family == "cvae"
-    self.num_classes = data.num_classes if self.conditional else 0
+    self.conditional = bool(m.conditional)
+    self.num_classes = self.label_classes(self.conditional)
     self.module = build_autoencoder(
       m.architecture,
       data_shape=data.shape,
@@ -71,8 +78,6 @@ class _AutoencoderBase(Family):
       num_classes=self.num_classes,
       stochastic=self.stochastic,
     )
-    self._decode_mean = jax.jit(self.decode_mean)
-    self._encode = jax.jit(self.encode)
 
   def _labels(self, batch):
     return batch["label"] if self.conditional else None
@@ -91,21 +96,24 @@ class _AutoencoderBase(Family):
     """Mean image in data space, ``[B, H, W, C]``."""
     raise NotImplementedError
 
+  def _code_compiled(self, params, x, labels=None):
+    return self.compiled("code", lambda: self.code)(params, x, labels)
+
+  def _mean_compiled(self, params, z, labels=None):
+    return self.compiled("decode_mean", lambda: self.decode_mean)(params, z, labels)
+
   def code(self, params, x, labels=None):
     """Deterministic code of ``x``: the posterior mean for a VAE. ``[B, D]``."""
     out = self.encode(params, x, labels)
     return out[0] if isinstance(out, tuple) else out
 
-  def _grid(self, images, nrow):
-    return image_lib.make_grid(np.asarray(self.to_unit(images)), nrow=nrow)
-
   def pictures(self, params, batch, key):
     x, labels = batch["x"], self._labels(batch)
     n = min(32, x.shape[0])
-    codes = jax.jit(self.code)(params, x[:n], None if labels is None else labels[:n])
-    recon = self._decode_mean(params, codes, None if labels is None else labels[:n])
+    codes = self._code_compiled(params, x[:n], None if labels is None else labels[:n])
+    recon = self._mean_compiled(params, codes, None if labels is None else labels[:n])
     pairs = jnp.stack([x[:n], recon], axis=1).reshape((2 * n,) + x.shape[1:])
-    out = {"reconstructions": self._grid(pairs, nrow=16)}
+    out = {"reconstructions": self.grid(pairs, nrow=16)}
     if n >= 2:
       out["interpolations"] = self._interpolations(params, codes, labels)
     return out
@@ -119,10 +127,11 @@ class _AutoencoderBase(Family):
       ]
     )
     row_labels = None if labels is None else jnp.repeat(labels[0 : 2 * rows : 2], steps)
-    return self._grid(self._decode_mean(params, jnp.asarray(path), row_labels), nrow=steps)
+    return self.grid(self._mean_compiled(params, jnp.asarray(path), row_labels), nrow=steps)
 
 
-@register("ae", "dae")
+@register("dae")
+@register("ae")
 class AutoencoderFamily(_AutoencoderBase):
   """Deterministic autoencoder; with a corruption, a denoising autoencoder.
 
@@ -136,7 +145,7 @@ class AutoencoderFamily(_AutoencoderBase):
     super().__init__(config, data)
     o = config.objective
     self.recon_loss = o.recon_loss
-    self.corruption = o.corruption if config.family == "dae" else "none"
+    self.corruption = o.corruption
     self.level = float(o.corruption_level)
 
   @classmethod
@@ -192,13 +201,15 @@ class AutoencoderFamily(_AutoencoderBase):
       labels = None if labels is None else labels[:16]
       keys = jax.random.split(key, x.shape[0])
       x_tilde = ae_objectives.corrupt(self.corruption, keys, x, self.level)
-      codes = jax.jit(self.code)(params, x_tilde, labels)
-      rows = jnp.concatenate([x_tilde, self._decode_mean(params, codes, labels), x])
-      out["denoising"] = self._grid(rows, nrow=x.shape[0])  # corrupted / denoised / clean
+      codes = self._code_compiled(params, x_tilde, labels)
+      rows = jnp.concatenate([x_tilde, self._mean_compiled(params, codes, labels), x])
+      out["denoising"] = self.grid(rows, nrow=x.shape[0])  # corrupted / denoised / clean
     return out
 
 
-@register("vae", "cvae", "iwae")
+@register("iwae", objective__bound="iwae")
+@register("cvae", model__conditional=True)
+@register("vae")
 class VAEFamily(_AutoencoderBase):
   """Variational autoencoder (Kingma & Welling 2014) and its variants.
 
@@ -228,7 +239,7 @@ class VAEFamily(_AutoencoderBase):
     self.log_likelihood = vae_objectives.get_likelihood(self.likelihood)
     self.beta = float(o.beta)
     self.kl_warmup_steps = int(o.kl_warmup_steps)
-    self.num_train_samples = int(o.num_samples) if config.family == "iwae" else 1
+    self.num_train_samples = int(o.num_samples) if o.bound == "iwae" else 1
     self.nll_chunk = int(config.eval.nll_chunk)
 
   @classmethod
@@ -302,22 +313,22 @@ class VAEFamily(_AutoencoderBase):
       z = jax.random.normal(key, (per_class, d))
       z = jnp.tile(z, (self.num_classes, 1))
       labels = jnp.repeat(jnp.arange(self.num_classes), per_class)
-      out["samples_by_class"] = self._grid(self._decode_mean(params, z, labels), per_class)
+      out["samples_by_class"] = self.grid(self._mean_compiled(params, z, labels), per_class)
     else:
       z = jax.random.normal(key, (64, d))
-      out["samples"] = self._grid(self._decode_mean(params, z), 8)
+      out["samples"] = self.grid(self._mean_compiled(params, z), 8)
     labels = self._labels(batch)
     base = np.asarray(
-      jax.jit(self.code)(params, batch["x"][:1], None if labels is None else labels[:1])[0]
+      self._code_compiled(params, batch["x"][:1], None if labels is None else labels[:1])[0]
     )
     dims = list(range(min(d, 10)))
     values = np.linspace(-3.0, 3.0, 11)
     traversal = image_lib.latent_traversal_codes(base, dims, values)
     t_labels = None if labels is None else jnp.full((len(traversal),), labels[0])
-    out["traversals"] = self._grid(
-      self._decode_mean(params, jnp.asarray(traversal), t_labels), len(values)
+    out["traversals"] = self.grid(
+      self._mean_compiled(params, jnp.asarray(traversal), t_labels), len(values)
     )
     if d == 2 and not self.conditional:
       grid = image_lib.manifold_grid_codes(20)
-      out["manifold"] = self._grid(self._decode_mean(params, jnp.asarray(grid)), 20)
+      out["manifold"] = self.grid(self._mean_compiled(params, jnp.asarray(grid)), 20)
     return out

@@ -24,14 +24,13 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from genjax.core import fields
-from genjax.evaluation import images as image_lib
 from genjax.families.base import Family, image_data_errors, register
 from genjax.families.vqvae import VQVAEFamily
 from genjax.models.pixelcnn import GatedPixelCNN
 from genjax.objectives import autoregressive as ar_objectives
+from genjax.objectives.reductions import bits_per_dim
 from genjax.samplers import autoregressive as ar_sampler
 
 LEVELS_PREPROCESS = {2: ("binarize_dynamic", "binarize_static"), 256: ("scale_01",)}
@@ -73,9 +72,7 @@ class _AutoregressiveBase(Family):
     super().__init__(config, data)
     p = config.pixelcnn
     self.conditional = bool(config.model.conditional)
-    if self.conditional and data.num_classes <= 1:
-      raise ValueError(f"config.model.conditional=True needs labels; {data.name!r} has none")
-    self.num_classes = data.num_classes if self.conditional else 0
+    self.num_classes = self.label_classes(self.conditional)
     self.num_values = num_values
     self.grid_shape = grid_shape
     self.temperature = float(p.temperature)
@@ -88,7 +85,6 @@ class _AutoregressiveBase(Family):
       input_kind=input_kind,
       num_embeddings=num_values if input_kind == "categorical" else 0,
     )
-    self._compiled = {}
 
   # -- grids ------------------------------------------------------------------
 
@@ -131,12 +127,12 @@ class _AutoregressiveBase(Family):
     grid = self.to_grid(variables, batch["x"])
     nll = self.nll(variables, grid, batch["label"])
     loss = jnp.mean(nll)
-    return loss, ({self.unit: loss / (math.prod(self.grid_shape) * math.log(2.0))}, model_state)
+    return loss, ({self.unit: bits_per_dim(loss, math.prod(self.grid_shape))}, model_state)
 
   def eval_fn(self, params, batch, keys, num_samples):
     del keys, num_samples
     nll = self.nll(params, self.to_grid(params, batch["x"]), batch["label"])
-    return {"nll": nll, self.unit: nll / (math.prod(self.grid_shape) * math.log(2.0))}
+    return {"nll": nll, self.unit: bits_per_dim(nll, math.prod(self.grid_shape))}
 
   # -- sampling ---------------------------------------------------------------
 
@@ -156,15 +152,7 @@ class _AutoregressiveBase(Family):
   def sample(self, params, keys, labels):
     return self.from_grid(params, self.sample_grid(params, keys, labels))
 
-  def _jit(self, name, fn):
-    if name not in self._compiled:
-      self._compiled[name] = jax.jit(fn)
-    return self._compiled[name]
-
   # -- pictures ---------------------------------------------------------------
-
-  def _grid_picture(self, images, nrow):
-    return image_lib.make_grid(np.asarray(self.to_unit(jnp.asarray(images))), nrow=nrow)
 
   def _sample_picture(self, variables, key, count: int):
     """About ``count`` samples: rows of 8, or one row per class with the same keys down columns."""
@@ -178,8 +166,8 @@ class _AutoregressiveBase(Family):
       labels = jnp.zeros((max(count, columns),), jnp.int32)
       keys = jax.random.split(key, labels.shape[0])
       name = "samples"
-    images = self._jit("sample", self.sample)(variables, keys, labels)
-    return name, self._grid_picture(images, columns)
+    images = self.compiled("sample", lambda: self.sample)(variables, keys, labels)
+    return name, self.grid(images, columns)
 
   def _completion_picture(self, variables, batch, key, rows: int = 4):
     """Rows: the occluded input, completions of its bottom half, the original."""
@@ -195,13 +183,13 @@ class _AutoregressiveBase(Family):
       return self.from_grid(variables, self.sample_grid(variables, keys, labels, grid, start))
 
     keys = jax.random.split(jax.random.fold_in(key, 1), rows * COMPLETIONS)
-    done = self._jit("complete", complete)(variables, x, labels, keys)
+    done = self.compiled("complete", lambda: complete)(variables, x, labels, keys)
     done = done.reshape((rows, COMPLETIONS) + done.shape[1:])
     lo, hi = self.data.data_range
     kept_rows = x.shape[1] * (height // 2) // height  # Image rows above the first sampled one.
     occluded = x.at[:, kept_rows:].set((lo + hi) / 2)
     table = jnp.concatenate([occluded[:, None], done, x[:, None]], axis=1)
-    return self._grid_picture(table.reshape((-1,) + x.shape[1:]), COMPLETIONS + 2)
+    return self.grid(table.reshape((-1,) + x.shape[1:]), COMPLETIONS + 2)
 
 
 @register("pixelcnn")
@@ -303,9 +291,9 @@ class VQPriorFamily(_AutoregressiveBase):
   def pictures(self, params, batch, key):
     name, samples = self._sample_picture(params, key, PICTURE_COLUMNS**2)
     keys = jax.random.split(jax.random.fold_in(key, 2), PICTURE_COLUMNS**2)
-    uniform = self._jit("uniform", lambda v, k: self.from_grid(v, self.uniform_grid(k)))
+    uniform = self.compiled("uniform", lambda: lambda v, k: self.from_grid(v, self.uniform_grid(k)))
     return {
       name: samples,
-      "samples_uniform_prior": self._grid_picture(uniform(params, keys), PICTURE_COLUMNS),
+      "samples_uniform_prior": self.grid(uniform(params, keys), PICTURE_COLUMNS),
       "completions": self._completion_picture(params, batch, key, rows=8),
     }

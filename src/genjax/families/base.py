@@ -21,6 +21,7 @@ from genjax.core import fields, optim
 from genjax.core.parallel import AXIS
 from genjax.core.train_state import TrainState, ema_update
 from genjax.data import sources
+from genjax.evaluation import images as image_lib
 
 Metrics = dict[str, jax.Array]
 
@@ -91,6 +92,81 @@ class Family:
     self.ema_decay = float(config.train.ema_decay)
     self.schedule = optim.make_schedule(config.optimizer, config.train.num_steps)
     self.tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
+    self._compiled: dict[Any, Callable] = {}
+
+  def optimizers(self) -> dict[str | None, optax.GradientTransformation]:
+    """The players and their optimizers.
+
+    ``{None: tx}`` (the default) for one network whose parameters are the whole
+    ``params``; ``{name: tx, ...}`` when ``params`` is a dict of networks, each
+    trained by its own optimizer (the GAN's generator and discriminator).
+    """
+    return {None: self.tx}
+
+  def init_state(self, key: jax.Array, batch: dict[str, jax.Array]) -> TrainState:
+    params, model_state = self.init_params(key, batch)
+    txs = self.optimizers()
+    if None in txs:
+      opt_state = txs[None].init(params)
+    else:
+      opt_state = {name: tx.init(params[name]) for name, tx in txs.items()}
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=opt_state,
+      ema_params=jax.tree.map(jnp.copy, params),
+      model_state=model_state,
+    )
+
+  def apply_gradients(
+    self, player: str | None, params, opt_state, grads, prefix: str = ""
+  ) -> tuple[Any, Any, Metrics]:
+    """One player's update from its per-device gradients (averaged over devices here).
+
+    Returns ``(params, opt_state, metrics)`` with the global norms of the
+    gradients, the update and the new parameters as ``<prefix>grad_norm``,
+    ``<prefix>update_norm`` and ``<prefix>param_norm``.
+    """
+    grads = lax.pmean(grads, AXIS)
+    updates, opt_state = self.optimizers()[player].update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    norms = {"grad_norm": grads, "update_norm": updates, "param_norm": params}
+    return params, opt_state, {prefix + k: optax.tree.norm(v) for k, v in norms.items()}
+
+  def finish_step(self, state: TrainState, params, opt_state, model_state, metrics: Metrics):
+    """The next state (step, EMA) and the metrics averaged over devices."""
+    new_state = state.replace(
+      step=state.step + 1,
+      params=params,
+      opt_state=opt_state,
+      ema_params=ema_update(state.ema_params, params, self.ema_decay, state.step + 1),
+      model_state=model_state,
+    )
+    return new_state, lax.pmean(metrics, AXIS)
+
+  def compiled(self, key: Any, make: Callable[[], Callable]) -> Callable:
+    """``jax.jit(make())``, built once per family and ``key``, then reused.
+
+    The one cache of compiled helpers (pictures, standing statistics,
+    samplers): an evaluation every few thousand steps must not recompile.
+    """
+    if key not in self._compiled:
+      self._compiled[key] = jax.jit(make())
+    return self._compiled[key]
+
+  def grid(self, images, nrow: int) -> np.ndarray:
+    """A picture grid ``[H, W, C]`` in [0, 1] of data-space ``images [N, ...]``."""
+    return image_lib.make_grid(np.asarray(self.to_unit(jnp.asarray(images))), nrow=nrow)
+
+  def label_classes(self, conditional: bool) -> int:
+    """Classes a model conditions on: the data's when ``conditional``, else 0.
+
+    Raises:
+      ValueError: a conditional model on data without labels.
+    """
+    if conditional and self.data.num_classes <= 1:
+      raise ValueError(f"config.model.conditional=True needs labels; {self.data.name!r} has none")
+    return self.data.num_classes if conditional else 0
 
   @classmethod
   def validate(cls, config: ml_collections.ConfigDict) -> list[str]:
@@ -104,10 +180,6 @@ class Family:
   def init_params(self, key: jax.Array, batch: dict[str, jax.Array]) -> tuple[Any, Any]:
     """Returns ``(params, model_state)`` for an example preprocessed batch."""
     raise NotImplementedError
-
-  def init_state(self, key: jax.Array, batch: dict[str, jax.Array]) -> TrainState:
-    params, model_state = self.init_params(key, batch)
-    return TrainState.create(params, self.tx, model_state)
 
   def eval_params(self, state: TrainState) -> Any:
     """What evaluation, sampling and pictures use: EMA parameters where kept."""
@@ -150,25 +222,9 @@ class Family:
     (loss, (metrics, model_state)), grads = grad_fn(
       state.params, state.model_state, batch, keys, state.step
     )
-    grads = lax.pmean(grads, AXIS)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = dict(
-      metrics,
-      loss=loss,
-      grad_norm=optax.tree.norm(grads),
-      update_norm=optax.tree.norm(updates),
-      param_norm=optax.tree.norm(params),
-      learning_rate=self.schedule(state.step),
-    )
-    new_state = state.replace(
-      step=state.step + 1,
-      params=params,
-      opt_state=opt_state,
-      ema_params=ema_update(state.ema_params, params, self.ema_decay, state.step + 1),
-      model_state=model_state,
-    )
-    return new_state, lax.pmean(metrics, AXIS)
+    params, opt_state, norms = self.apply_gradients(None, state.params, state.opt_state, grads)
+    metrics = dict(metrics, loss=loss, **norms, learning_rate=self.schedule(state.step))
+    return self.finish_step(state, params, opt_state, model_state, metrics)
 
   def eval_fn(
     self, params, batch: dict[str, jax.Array], keys: jax.Array, num_samples: int
@@ -237,14 +293,23 @@ def image_data_errors(c: ml_collections.ConfigDict) -> list[str]:
 
 
 FAMILIES: dict[str, type[Family]] = {}
+# What a variant's name fixes, by dotted field: ``cvae`` is ``vae`` with
+# ``model.conditional=True``. The family itself reads only config fields.
+PRESETS: dict[str, dict[str, Any]] = {}
 
 
-def register(*names: str) -> Callable[[type[Family]], type[Family]]:
-  """Class decorator that registers a family under one or more names."""
+def register(name: str, **preset: Any) -> Callable[[type[Family]], type[Family]]:
+  """Class decorator that registers a family (or a variant of it) under ``name``.
+
+  Args:
+    name: the ``config.family`` value.
+    **preset: fields the name fixes, ``section__field=value``
+      (``register("cvae", model__conditional=True)``).
+  """
 
   def wrap(cls):
-    for name in names:
-      FAMILIES[name] = cls
+    FAMILIES[name] = cls
+    PRESETS[name] = {k.replace("__", "."): v for k, v in preset.items()}
     return cls
 
   return wrap

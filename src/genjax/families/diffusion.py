@@ -35,6 +35,7 @@ from genjax.evaluation import images as image_lib
 from genjax.families.base import Family, register
 from genjax.models import unet as unet_models
 from genjax.objectives import diffusion as diffusion_lib
+from genjax.objectives.reductions import bits_per_dim
 from genjax.samplers import diffusion as samplers
 
 # Rows of the sampler comparison picture: DDIM step counts (beside DDPM with all T steps).
@@ -129,9 +130,7 @@ class DiffusionFamily(Family):
     super().__init__(config, data)
     d = config.diffusion
     self.conditional = bool(config.model.conditional)
-    if self.conditional and data.num_classes <= 1:
-      raise ValueError(f"a conditional diffusion model needs labels; {data.name!r} has none")
-    self.num_classes = data.num_classes if self.conditional else 0
+    self.num_classes = self.label_classes(self.conditional)
     self.null_label = self.num_classes  # The embedding's extra row.
     betas = diffusion_lib.make_betas(d.schedule, d.num_steps, d.beta_start, d.beta_end)
     self.noise = diffusion_lib.make_schedule(betas)
@@ -141,7 +140,6 @@ class DiffusionFamily(Family):
     self.clip_x0 = bool(d.clip_x0) and data.kind == "image"
     self.model = self._build_model(config, data)
     self.uses_dropout = data.kind == "image" and config.unet.dropout > 0
-    self._compiled = {}
 
   def _build_model(self, config, data):
     if data.kind == "points":
@@ -288,12 +286,12 @@ class DiffusionFamily(Family):
     middle, _ = lax.scan(body, jnp.zeros_like(decoder), jnp.arange(strata))
     prior = diffusion_lib.prior_kl(self.noise, x0)
     nll = prior + decoder + middle
-    nats_per_bit_dim = math.prod(self.data.shape) * math.log(2.0)
+    dims = math.prod(self.data.shape)
     return {
       "nll": nll,
-      "bits_per_dim": nll / nats_per_bit_dim,
-      "prior_bpd": prior / nats_per_bit_dim,
-      "decoder_bpd": decoder / nats_per_bit_dim,
+      "bits_per_dim": bits_per_dim(nll, dims),
+      "prior_bpd": bits_per_dim(prior, dims),
+      "decoder_bpd": bits_per_dim(decoder, dims),
     }
 
   # -- sampling ---------------------------------------------------------------
@@ -378,10 +376,8 @@ class DiffusionFamily(Family):
 
   def _jitted(self, **options):
     """``generate`` compiled once per option set (pictures reuse it at every evaluation)."""
-    name = tuple(sorted(options.items()))
-    if name not in self._compiled:
-      self._compiled[name] = jax.jit(functools.partial(self.generate, **options))
-    return self._compiled[name]
+    key = ("generate",) + tuple(sorted(options.items()))
+    return self.compiled(key, lambda: functools.partial(self.generate, **options))
 
   # -- pictures ---------------------------------------------------------------
 
@@ -389,9 +385,6 @@ class DiffusionFamily(Family):
     if self.data.kind == "points":
       return self._point_pictures(params, key)
     return self._image_pictures(params, batch, key)
-
-  def _grid(self, x, nrow):
-    return image_lib.make_grid(np.asarray(self.to_unit(jnp.asarray(x))), nrow=nrow)
 
   def _image_pictures(self, params, batch, key):
     d = self.config.diffusion
@@ -402,13 +395,13 @@ class DiffusionFamily(Family):
       labels = jnp.repeat(jnp.arange(self.num_classes), PICTURE_COLUMNS)
       keys = jnp.tile(jax.random.split(key, PICTURE_COLUMNS), self.num_classes)
       x0, path = sample(params, keys, labels)
-      out["samples_by_class"] = self._grid(jnp.clip(x0, -1.0, 1.0), PICTURE_COLUMNS)
+      out["samples_by_class"] = self.grid(jnp.clip(x0, -1.0, 1.0), PICTURE_COLUMNS)
       out["guidance"] = self._guidance_picture(params, key, tuple(d.guidance_scales))
       rows = np.arange(min(8, self.num_classes)) * PICTURE_COLUMNS + 1  # One per class.
     else:
       keys = jax.random.split(key, 64)
       x0, path = sample(params, keys, jnp.zeros((64,), jnp.int32))
-      out["samples"] = self._grid(jnp.clip(x0, -1.0, 1.0), 8)
+      out["samples"] = self.grid(jnp.clip(x0, -1.0, 1.0), 8)
       rows = np.arange(8)
     out["trajectory"] = self._trajectory_picture(path[:, rows])
     out["forward"] = self._forward_picture(batch, key)
@@ -428,7 +421,7 @@ class DiffusionFamily(Family):
     """
     pick = np.linspace(0, path.shape[0] - 1, PICTURE_COLUMNS).round().astype(int)
     path = jnp.clip(path[pick], -1.0, 1.0)  # [columns, rows, ...]
-    return self._grid(jnp.swapaxes(path, 0, 1).reshape((-1,) + self.data.shape), PICTURE_COLUMNS)
+    return self.grid(jnp.swapaxes(path, 0, 1).reshape((-1,) + self.data.shape), PICTURE_COLUMNS)
 
   def _forward_picture(self, batch, key, rows: int = 8):
     """Rows: test images; columns: q(x_t | x_0) at evenly spaced t from 0 to T-1."""
@@ -439,7 +432,7 @@ class DiffusionFamily(Family):
     keys = jax.random.split(jax.random.fold_in(key, 3), x0.shape[0])
     eps = genjax_random.normal(keys, self.data.shape)
     x_t = diffusion_lib.q_sample(self.noise, x0, t, eps)
-    return self._grid(jnp.clip(x_t, -1.0, 1.0), PICTURE_COLUMNS)
+    return self.grid(jnp.clip(x_t, -1.0, 1.0), PICTURE_COLUMNS)
 
   def _sampler_picture(self, params, key):
     """Rows: DDIM with 10, 20, 50, 100 steps, then DDPM with all T; same noise per column."""
@@ -450,7 +443,7 @@ class DiffusionFamily(Family):
       if s < self.num_steps
     ]
     rows.append(self._jitted(sampler="ddpm")(params, keys, labels))
-    return self._grid(jnp.clip(jnp.concatenate(rows), -1.0, 1.0), PICTURE_COLUMNS)
+    return self.grid(jnp.clip(jnp.concatenate(rows), -1.0, 1.0), PICTURE_COLUMNS)
 
   def _guidance_picture(self, params, key, scales):
     """Rows: guidance scales; columns: classes, the same noise down each column."""
@@ -459,7 +452,7 @@ class DiffusionFamily(Family):
     guided = self._jitted(sampler=self.config.diffusion.sampler)
     # The scale is a traced argument: one program for every row.
     rows = [guided(params, keys, labels, scale=jnp.float32(s)) for s in scales]
-    return self._grid(jnp.clip(jnp.concatenate(rows), -1.0, 1.0), self.num_classes)
+    return self.grid(jnp.clip(jnp.concatenate(rows), -1.0, 1.0), self.num_classes)
 
   def _point_pictures(self, params, key, n: int = 2000):
     keys = jax.random.split(key, n)

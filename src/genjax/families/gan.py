@@ -31,7 +31,6 @@ from jax import lax
 from genjax.core import fields, optim
 from genjax.core import random as genjax_random
 from genjax.core.parallel import AXIS
-from genjax.core.train_state import TrainState, ema_update
 from genjax.data import sources
 from genjax.evaluation import images as image_lib
 from genjax.families.base import Family, register
@@ -71,7 +70,8 @@ def _mean(tree):
   return jax.tree.map(lambda v: jnp.mean(v, axis=0), tree)
 
 
-@register("gan", "cgan")
+@register("cgan", model__conditional=True)
+@register("gan")
 class GANFamily(Family):
   """Generative adversarial networks (Goodfellow et al. 2014) and their common losses.
 
@@ -88,10 +88,8 @@ class GANFamily(Family):
   def __init__(self, config: ml_collections.ConfigDict, data):
     super().__init__(config, data)
     g, m = config.gan, config.model
-    self.conditional = bool(m.conditional) or config.family == "cgan"
-    if self.conditional and data.num_classes <= 1:
-      raise ValueError(f"a conditional GAN needs labels; {data.name!r} has none")
-    self.num_classes = data.num_classes if self.conditional else 0
+    self.conditional = bool(m.conditional)
+    self.num_classes = self.label_classes(self.conditional)
     self.code_classes = int(g.code_classes)
     self.info_weight = float(g.info_weight)
     self.latent_dim = int(m.latent_dim)
@@ -138,7 +136,7 @@ class GANFamily(Family):
       errors.append(
         f"config.gan.code_classes={g.code_classes!r}: must be 0 (no code) or an integer >= 2"
       )
-    elif g.code_classes and (c.model.conditional or c.family == "cgan"):
+    elif g.code_classes and c.model.conditional:
       errors.append(
         f"config.gan.code_classes={g.code_classes!r}: a conditional GAN has labels already; "
         "InfoGAN codes are for unconditional models (set it to 0)"
@@ -214,18 +212,8 @@ class GANFamily(Family):
     stats = {GENERATOR: g.get("batch_stats", {}), DISCRIMINATOR: d.get("batch_stats", {})}
     return params, stats
 
-  def init_state(self, key, batch):
-    params, stats = self.init_params(key, batch)
-    return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      opt_state={
-        GENERATOR: self.tx_g.init(params[GENERATOR]),
-        DISCRIMINATOR: self.tx_d.init(params[DISCRIMINATOR]),
-      },
-      ema_params=jax.tree.map(jnp.copy, params),
-      model_state=stats,
-    )
+  def optimizers(self):
+    return {GENERATOR: self.tx_g, DISCRIMINATOR: self.tx_d}
 
   def eval_params(self, state):
     """EMA parameters with BatchNorm statistics that belong to them.
@@ -243,11 +231,9 @@ class GANFamily(Family):
     return {"params": state.ema_params, "batch_stats": stats}
 
   def _standing_stats(self, params, old_stats):
-    return self._standing_stats_fn(params, old_stats)
+    return self.compiled("standing_stats", self._standing_stats_fn)(params, old_stats)
 
-  @functools.cached_property
   def _standing_stats_fn(self):
-    """Compiled once per family: every evaluation reuses it."""
     # Outside the data-parallel step: no device axis, and momentum 0 so the
     # "running" averages become exactly this batch's statistics.
     module = self.generator.clone(axis_name=None, momentum=0.0)
@@ -255,7 +241,6 @@ class GANFamily(Family):
     keys = jax.random.split(jax.random.key(self.config.seed), num)
     _, g_labels = self._cycling_g_labels(num)
 
-    @jax.jit
     def stats(params, stats):
       z = genjax_random.normal(keys, (self.latent_dim,))
       variables = {"params": params[GENERATOR], "batch_stats": stats}
@@ -298,13 +283,8 @@ class GANFamily(Family):
     (_, (metrics, d_stats)), grads = grad_fn(
       d_params, d_stats, x, lax.stop_gradient(fake), labels, codes, penalty_keys
     )
-    grads = lax.pmean(grads, AXIS)
-    updates, d_opt = self.tx_d.update(grads, d_opt, d_params)
-    d_params = optax.apply_updates(d_params, updates)
-    metrics["d_grad_norm"] = optax.tree.norm(grads)
-    metrics["d_update_norm"] = optax.tree.norm(updates)
-    metrics["d_param_norm"] = optax.tree.norm(d_params)
-    return (d_params, d_opt, d_stats), metrics
+    d_params, d_opt, norms = self.apply_gradients(DISCRIMINATOR, d_params, d_opt, grads, "d_")
+    return (d_params, d_opt, d_stats), dict(metrics, **norms)
 
   def _g_loss(self, g_params, g_stats, d_params, d_stats, keys, labels):
     codes = self._codes(keys)
@@ -339,28 +319,18 @@ class GANFamily(Family):
     (_, (g_metrics, g_stats)), grads = grad_fn(
       params[GENERATOR], stats[GENERATOR], d_params, d_stats, g_keys, labels[-1]
     )
-    grads = lax.pmean(grads, AXIS)
-    updates, g_opt = self.tx_g.update(grads, opt[GENERATOR], params[GENERATOR])
-    new_params = {
-      GENERATOR: optax.apply_updates(params[GENERATOR], updates),
-      DISCRIMINATOR: d_params,
-    }
-    metrics = dict(
-      _mean(d_metrics),
-      **g_metrics,
-      g_grad_norm=optax.tree.norm(grads),
-      g_update_norm=optax.tree.norm(updates),
-      g_param_norm=optax.tree.norm(new_params[GENERATOR]),
+    g_params, g_opt, norms = self.apply_gradients(
+      GENERATOR, params[GENERATOR], opt[GENERATOR], grads, "g_"
     )
+    metrics = dict(_mean(d_metrics), **g_metrics, **norms)
     metrics["loss"] = metrics["d_loss"] + metrics["g_loss"]
-    new_state = state.replace(
-      step=state.step + 1,
-      params=new_params,
-      opt_state={GENERATOR: g_opt, DISCRIMINATOR: d_opt},
-      ema_params=ema_update(state.ema_params, new_params, self.ema_decay, state.step + 1),
-      model_state={GENERATOR: g_stats, DISCRIMINATOR: d_stats},
+    return self.finish_step(
+      state,
+      {GENERATOR: g_params, DISCRIMINATOR: d_params},
+      {GENERATOR: g_opt, DISCRIMINATOR: d_opt},
+      {GENERATOR: g_stats, DISCRIMINATOR: d_stats},
+      metrics,
     )
-    return new_state, lax.pmean(metrics, AXIS)
 
   # -- evaluation -------------------------------------------------------------
 
@@ -390,18 +360,21 @@ class GANFamily(Family):
       return self._point_pictures(params, batch, key)
     return self._image_pictures(params, key)
 
+  def _sample_compiled(self, params, keys, labels, g_labels=None):
+    return self.compiled("sample", lambda: self.sample)(params, keys, labels, g_labels)
+
   def _samples(self, params, key, labels):
     keys = jax.random.split(key, labels.shape[0])
-    return np.asarray(jax.jit(self.sample)(params, keys, labels))
+    return np.asarray(self._sample_compiled(params, keys, labels))
 
   def _image_pictures(self, params, key):
-    grid = lambda x, nrow: image_lib.make_grid(np.asarray(self.to_unit(x)), nrow=nrow)  # noqa: E731
+    grid = self.grid
     if self.conditional or self.code_classes:
       rows = self.num_classes or self.code_classes
       labels = jnp.repeat(jnp.arange(rows), 10)
       # The same 10 noise vectors in every row: only the label (or code) changes down a column.
       keys = jnp.tile(jax.random.split(key, 10), rows)
-      samples = np.asarray(jax.jit(self.sample)(params, keys, labels, labels))
+      samples = np.asarray(self._sample_compiled(params, keys, labels, labels))
       out = {"samples_by_class" if self.conditional else "samples_by_code": grid(samples, 10)}
       if self.code_classes:
         out["samples"] = grid(self._samples(params, key, jnp.zeros((64,), jnp.int32)), 8)
@@ -417,8 +390,11 @@ class GANFamily(Family):
     if g_labels is not None:
       g_labels = jnp.repeat(g_labels, steps)
     g = params["params"][GENERATOR], params["batch_stats"][GENERATOR]
-    fn = jax.jit(lambda z, y: self._apply(self.generator, *g, z, y, False)[0])
-    return fn(jnp.asarray(z, jnp.float32), g_labels)
+    fn = self.compiled(
+      "generate_z",
+      lambda: lambda g, stats, z, y: self._apply(self.generator, g, stats, z, y, False)[0],
+    )
+    return fn(*g, jnp.asarray(z, jnp.float32), g_labels)
 
   def _point_pictures(self, params, batch, key, n: int = 2000, grid: int = 100):
     labels = jnp.zeros((n,), jnp.int32)
@@ -428,8 +404,10 @@ class GANFamily(Family):
     axis = np.linspace(-lim, lim, grid, dtype=np.float32)
     mesh = np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
     d_params, d_stats = params["params"][DISCRIMINATOR], params["batch_stats"][DISCRIMINATOR]
-    critic = jax.jit(lambda v: self._critic(d_params, d_stats, v, None, False)[0])
-    values = np.asarray(critic(jnp.asarray(mesh))).reshape(grid, grid)
+    critic = self.compiled(
+      "critic", lambda: lambda d, stats, v: self._critic(d, stats, v, None, False)[0]
+    )
+    values = np.asarray(critic(d_params, d_stats, jnp.asarray(mesh))).reshape(grid, grid)
     modes = self.data.modes
     return {
       "samples": image_lib.render_points(points, modes, f"{n} samples"),

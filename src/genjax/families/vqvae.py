@@ -15,7 +15,6 @@ over the whole test split, the codebook ``perplexity`` (exp of the entropy of
 code use: K when all codes are used equally) and ``codes_used``.
 """
 
-import functools
 import math
 
 import jax
@@ -214,21 +213,16 @@ class VQVAEFamily(Family):
 
   # -- pictures ---------------------------------------------------------------
 
-  @functools.cached_property
-  def _apply_compiled(self):
-    """The whole model outside the device axis, compiled once for every evaluation's pictures."""
-    return jax.jit(self.host_module.apply)
-
   def pictures(self, params, batch, key):
     del key
     x = batch["x"]
     n = min(32, x.shape[0])
-    out = self._apply_compiled(params, x)
+    out = self.compiled("apply", lambda: self.host_module.apply)(params, x)
     recon = self.decode_mean(out["output"][:n])
     pairs = jnp.stack([x[:n], recon], axis=1).reshape((2 * n,) + x.shape[1:])
     counts = np.asarray(vq_lib.codebook_usage(out["indices"], self.num_embeddings))
     return {
-      "reconstructions": image_lib.make_grid(np.asarray(self.to_unit(pairs)), nrow=16),
+      "reconstructions": self.grid(pairs, nrow=16),
       "codebook_usage": image_lib.render_histogram(
         counts,
         f"code use on {x.shape[0]} test images ({int(np.sum(counts > 0))} of "

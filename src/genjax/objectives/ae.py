@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from genjax.core import random
-from genjax.objectives.vae import bernoulli_log_likelihood, sum_per_example
+from genjax.objectives.reductions import sum_per_example
+from genjax.objectives.vae import bernoulli_log_likelihood
 
 RECONSTRUCTION_KINDS = ("l2", "bce")
 

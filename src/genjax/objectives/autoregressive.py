@@ -6,12 +6,10 @@ axes; :func:`bits_per_dim` converts them for reporting.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
-from genjax.objectives.vae import sum_per_example
+from genjax.objectives.reductions import bits_per_dim, sum_per_example  # noqa: F401
 
 
 def categorical_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -52,21 +50,3 @@ def bernoulli_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
   """
   targets = targets.astype(logits.dtype)
   return sum_per_example(jax.nn.softplus(logits) - targets * logits, logits)
-
-
-def bits_per_dim(nll_nats: jax.Array, num_dims: int) -> jax.Array:
-  """Converts an NLL in nats per example to bits per dimension.
-
-  Args:
-    nll_nats: NLL per example, shape ``[B]``.
-    num_dims: number of modelled dimensions per example (e.g. ``H * W * C``).
-
-  Returns:
-    ``nll_nats / (num_dims * ln 2)``, shape ``[B]``.
-
-  Example:
-    >>> import math, jax.numpy as jnp
-    >>> bits_per_dim(jnp.array([784 * math.log(2.0)]), 784)
-    Array([1.], dtype=float32)
-  """
-  return nll_nats / (num_dims * math.log(2.0))

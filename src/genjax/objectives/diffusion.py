@@ -36,6 +36,7 @@ import numpy as np
 from jax.scipy.special import log_ndtr
 
 from genjax.core import random
+from genjax.objectives.reductions import sum_per_example
 
 SCHEDULES = ("linear", "cosine")
 PARAMETERIZATIONS = ("eps", "x0", "v")
@@ -464,10 +465,6 @@ def discretized_gaussian_log_likelihood(
   log_one_minus_cdf_min = log_ndtr(-min_in)
   log_delta = _log_bin_mass(min_in, plus_in, math.log(2.0 / 255.0) - log_scales)
   return jnp.where(x < -0.999, log_cdf_plus, jnp.where(x > 0.999, log_one_minus_cdf_min, log_delta))
-
-
-def sum_per_example(a: jax.Array) -> jax.Array:
-  return a.reshape(a.shape[0], -1).sum(axis=-1)
 
 
 def _beta_log_variance(schedule: Schedule) -> jax.Array:

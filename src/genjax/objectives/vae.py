@@ -20,18 +20,13 @@ import jax
 import jax.numpy as jnp
 
 from genjax.core import random
+from genjax.objectives.reductions import sum_per_example
 
 Encode = Callable[[jax.Array], "tuple[jax.Array, jax.Array]"]
 Decode = Callable[[jax.Array], jax.Array]
 LogLikelihood = Callable[[jax.Array, jax.Array], jax.Array]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def sum_per_example(a: jax.Array, like: jax.Array) -> jax.Array:
-  """Broadcasts ``a`` to ``like.shape`` and sums all non-batch axes -> ``[B]``."""
-  a = jnp.broadcast_to(a, jnp.broadcast_shapes(a.shape, like.shape))
-  return a.reshape(a.shape[0], -1).sum(axis=-1)
 
 
 # ---------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from genjax.objectives.reductions import mean_per_example
+
 # ---------------------------------------------------------------------------
 # Quantization and losses.
 # ---------------------------------------------------------------------------
@@ -83,10 +85,6 @@ def straight_through(z_e: jax.Array, z_q: jax.Array) -> jax.Array:
   return z_e + lax.stop_gradient(z_q - z_e)
 
 
-def _mean_per_example(a: jax.Array) -> jax.Array:
-  return a.reshape(a.shape[0], -1).mean(axis=-1)
-
-
 def vq_losses(z_e: jax.Array, z_q: jax.Array, beta: float = 0.25) -> tuple[jax.Array, jax.Array]:
   """Codebook and commitment losses of the VQ-VAE, per example.
 
@@ -113,8 +111,8 @@ def vq_losses(z_e: jax.Array, z_q: jax.Array, beta: float = 0.25) -> tuple[jax.A
     >>> cb, cm
     (Array([1.], dtype=float32), Array([0.5], dtype=float32))
   """
-  codebook_loss = _mean_per_example(jnp.square(lax.stop_gradient(z_e) - z_q))
-  commitment_loss = beta * _mean_per_example(jnp.square(z_e - lax.stop_gradient(z_q)))
+  codebook_loss = mean_per_example(jnp.square(lax.stop_gradient(z_e) - z_q))
+  commitment_loss = beta * mean_per_example(jnp.square(z_e - lax.stop_gradient(z_q)))
   return codebook_loss, commitment_loss
 
 
@@ -258,21 +256,6 @@ def ema_update(
 # ---------------------------------------------------------------------------
 
 
-def _dead_code_replacement(
-  codebook: jax.Array, usage: jax.Array, candidates: jax.Array, key: jax.Array, threshold
-) -> tuple[jax.Array, jax.Array]:
-  """Returns ``(new_codebook, dead_mask)``; see :func:`restart_dead_codes`."""
-  num_embeddings = codebook.shape[0]
-  num_candidates = candidates.shape[0]
-  # Distinct candidates whenever there are enough of them; shapes stay static.
-  rows = jax.random.choice(
-    key, num_candidates, shape=(num_embeddings,), replace=num_candidates < num_embeddings
-  )
-  dead = usage < threshold
-  new = jnp.where(dead[:, None], candidates[rows].astype(codebook.dtype), codebook)
-  return new, dead
-
-
 def restart_dead_codes(
   codebook: jax.Array,
   usage: jax.Array,
@@ -305,7 +288,14 @@ def restart_dead_codes(
     (Array([[0.],
            [7.]], dtype=float32), Array(1, dtype=int32))
   """
-  new, dead = _dead_code_replacement(codebook, usage, candidates, key, threshold)
+  num_embeddings = codebook.shape[0]
+  num_candidates = candidates.shape[0]
+  # Distinct candidates whenever there are enough of them; shapes stay static.
+  rows = jax.random.choice(
+    key, num_candidates, shape=(num_embeddings,), replace=num_candidates < num_embeddings
+  )
+  dead = usage < threshold
+  new = jnp.where(dead[:, None], candidates[rows].astype(codebook.dtype), codebook)
   return new, jnp.sum(dead, dtype=jnp.int32)
 
 
@@ -332,10 +322,11 @@ def ema_restart_dead_codes(
   Returns:
     ``(new_state, new_codebook, num_restarted)``.
   """
-  new, dead = _dead_code_replacement(codebook, state.cluster_size, candidates, key, threshold)
+  new, num_restarted = restart_dead_codes(codebook, state.cluster_size, candidates, key, threshold)
+  dead = state.cluster_size < threshold
   cluster_size = jnp.where(dead, jnp.ones_like(state.cluster_size), state.cluster_size)
   embed_sum = jnp.where(dead[:, None], new, state.embed_sum)
-  return EMAState(cluster_size, embed_sum), new, jnp.sum(dead, dtype=jnp.int32)
+  return EMAState(cluster_size, embed_sum), new, num_restarted
 
 
 def codebook_usage(indices: jax.Array, num_embeddings: int) -> jax.Array:

@@ -106,6 +106,7 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
     ConfigError: naming every invalid field, before any data is read.
   """
   config_lib.validate(config, None if devices is None else len(devices))
+  config = config_lib.resolve(config)
   if devices is None:
     devices = config_lib.select_devices(config)
   parallel = DataParallel(config.train.parallel, devices)
@@ -167,6 +168,7 @@ def load_first_stage(cls, config: ml_collections.ConfigDict, info: DataInfo) -> 
           f"config.data.{name}={config.data[name]!r}: the first stage in {workdir} was "
           f"trained with {first.data[name]!r}"
         )
+    first = config_lib.resolve(first)
     family = FAMILIES[first.family](first, info)
     example = {
       "x": jnp.zeros((1,) + tuple(info.shape), jnp.float32),

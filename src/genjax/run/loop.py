@@ -174,7 +174,7 @@ _MAX_STEPS_IN_FLIGHT = 2
 
 
 def _periodic_actions(run: "_Run", tc, bar) -> list[periodic_actions.PeriodicAction]:
-  """What happens between steps, in this order: log, evaluate, checkpoint.
+  """What happens between steps, in this order: log, evaluate, checkpoint (and profile).
 
   The last step is always logged and checkpointed; its evaluation runs after
   the loop, on the checkpointed state.
@@ -190,11 +190,24 @@ def _periodic_actions(run: "_Run", tc, bar) -> list[periodic_actions.PeriodicAct
     return periodic_actions.PeriodicCallback(every_steps=every, on_steps=on, callback_fn=fn)
 
   evals = range(tc.eval_every, last, tc.eval_every) if tc.eval_every else ()
-  return [
+  actions = [
     action(log_metrics, every=tc.log_every, on=[last]),
     action(lambda step, t: run.evaluate(step), on=evals),
     action(lambda step, t: run.checkpoint(step), every=tc.checkpoint_every, on=[last]),
   ]
+  if tc.profile_steps and jax.process_index() == 0:
+    # After the first log, so the trace shows steady-state steps, not compilation;
+    # TensorBoard's profile tab reads it from the run's event directory.
+    first = (run.start // tc.log_every + 1) * tc.log_every + 1
+    profile = periodic_actions.Profile(
+      logdir=run.workdir / "tensorboard",
+      num_profile_steps=tc.profile_steps,
+      profile_duration_ms=None,
+      first_profile=first,
+      every_secs=None,
+    )
+    actions.append(profile)
+  return actions
 
 
 def train_and_evaluate(
