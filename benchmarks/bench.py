@@ -35,9 +35,8 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from genjax import config as config_lib
-from genjax.data import pipeline
 from genjax.models import layers
-from genjax.run import experiment, loop, steps, writers
+from genjax.run import experiment, loop, writers
 from genjax.samplers import autoregressive as ar_sampler
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -79,17 +78,7 @@ _OUT = flags.DEFINE_string("out", str(REPO / "bench_results" / "bench.json"), "J
 
 def bench_bare(config, num_steps):
   exp = experiment.build(config)
-  cfg = exp.config
-  step_fn = exp.parallel.compile(
-    steps.make_train_step(exp.family, seed=cfg.seed, preprocess=cfg.data.preprocess),
-    donate_first=True,
-  )
-  it = pipeline.make_train_iterator(
-    exp.dataset.train,
-    global_batch_size=cfg.train.batch_size,
-    seed=cfg.seed,
-    minibatches=exp.family.minibatches,
-  )
+  step_fn, it = exp.compile_train_step(), exp.train_iterator()
   batch = exp.parallel.put_batch(next(it))
   state = exp.parallel.put_replicated(exp.init_state())
   start = time.perf_counter()

@@ -245,3 +245,22 @@ def test_a_family_narrows_a_common_field():
   c.seed = -1
   with pytest.raises(config_lib.ConfigError, match=r"config.seed=-1: must be an integer >= 0"):
     config_lib.validate(c, num_devices=1)
+
+
+def test_a_family_is_built_from_its_own_sections_and_the_common_fields(shrink):
+  from genjax.run import experiment
+
+  c = shrink(_base())
+  family = experiment.build(c, jax.devices()[:2]).family
+  assert set(family.config) == {
+    "family",
+    "seed",
+    "model",
+    "optimizer",
+    "train",
+    "eval",
+    "objective",
+  }
+  assert family.config.objective.to_dict() == c.objective.to_dict()
+  c.family = "cvae"  # A variant's preset reaches the family as a field.
+  assert config_lib.for_family(config_lib.resolve(c)).model.conditional is True

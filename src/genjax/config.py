@@ -309,6 +309,18 @@ def resolve(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def for_family(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """What ``c``'s family is built from: its own sections and the common training fields.
+
+  Not the data section (a family gets the data facts as ``DataInfo``) and not
+  other families' sections, so a family cannot come to depend on either.
+  """
+  keep = ("family", "seed", "model", "optimizer", "train", "eval", *FAMILIES[c.family].sections)
+  return ml_collections.ConfigDict(
+    {k: c[k].to_dict() if hasattr(c[k], "to_dict") else c[k] for k in keep}
+  )
+
+
 def select_devices(c: ml_collections.ConfigDict) -> list:
   """The devices ``c`` trains and evaluates on: the first ``train.num_devices`` (0 = all)."""
   n, available = c.train.num_devices, jax.devices()

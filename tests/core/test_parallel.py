@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from genjax import config as config_lib
-from genjax.data import pipeline
-from genjax.run import experiment, steps
+from genjax.run import experiment
 
 NUM_STEPS = 4
 
@@ -59,17 +58,7 @@ def _tiny_config(parallel: str, family: str = "vae"):
 
 def _train(parallel: str, devices, family: str = "vae"):
   exp = experiment.build(_tiny_config(parallel, family), devices=devices)
-  cfg = exp.config
-  step_fn = exp.parallel.compile(
-    steps.make_train_step(exp.family, seed=cfg.seed, preprocess=cfg.data.preprocess),
-    donate_first=True,
-  )
-  it = pipeline.make_train_iterator(
-    exp.dataset.train,
-    global_batch_size=cfg.train.batch_size,
-    seed=0,
-    minibatches=exp.family.minibatches,
-  )
+  step_fn, it = exp.compile_train_step(), exp.train_iterator()
   state = exp.parallel.put_replicated(exp.init_state())
   losses = []
   for _ in range(NUM_STEPS):

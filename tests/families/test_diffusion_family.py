@@ -131,12 +131,16 @@ def test_evaluation_reports_name_the_sampler_and_its_settings():
   )
 
 
-def test_guidance_scale_one_is_the_conditional_model():
-  c = _config(guidance_scale=1.0)
+def _conditional(**diffusion):
+  """A conditional family on one device and perturbed (non-trivial) parameters."""
+  c = _config(**diffusion)
   c.model.conditional = True
   exp = experiment.build(c, jax.devices()[:1])
-  family = exp.family
-  params = _perturbed(exp.init_state().params)
+  return exp.family, _perturbed(exp.init_state().params)
+
+
+def test_guidance_scale_one_is_the_conditional_model():
+  family, params = _conditional(guidance_scale=1.0)
   keys = jax.random.split(jax.random.key(5), 10)
   labels = jnp.arange(10, dtype=jnp.int32)
   run = lambda s: np.asarray(  # noqa: E731
@@ -158,11 +162,7 @@ def test_guidance_scale_one_is_the_conditional_model():
 
 
 def test_conditional_training_drops_labels_to_the_null_label():
-  c = _config(p_uncond=1.0)
-  c.model.conditional = True
-  exp = experiment.build(c, jax.devices()[:1])
-  family = exp.family
-  params = _perturbed(exp.init_state().params)
+  family, params = _conditional(p_uncond=1.0)
   batch = {"x": jax.random.normal(jax.random.key(0), (4, 8, 8, 1)), "label": jnp.arange(4)}
   keys = jax.random.split(jax.random.key(1), 4)
   loss = jax.jit(lambda batch: family.loss_fn(params, batch, keys, 0)[0])

@@ -56,17 +56,12 @@ def _assert_label_dependence(apply, variables, inputs):
   assert float(jnp.max(jnp.abs(out_a - out_b))) > 1e-4
 
 
-@pytest.mark.parametrize(
-  "num_classes,conditioning", [(0, "projection"), (10, "projection"), (10, "concat")]
-)
-def test_mlp_shapes_and_conditioning(num_classes, conditioning):
-  gen = MLPGenerator(2, (16, 16), num_classes=num_classes)
-  disc = MLPDiscriminator((16, 16), num_classes=num_classes, conditioning=conditioning)
+def _check_pair(gen, disc, num_classes):
+  """G's samples and D's logits: shapes, finite values, label dependence; returns the samples."""
   z, labels = _latents()
   y = labels if num_classes else None
   g_vars = _host_params(gen, z, y)
   x = _eval_apply(gen)(g_vars, z, y)
-  assert x.shape == (BATCH, 2)
   d_vars = _host_params(disc, x, y)
   logits = _eval_apply(disc)(d_vars, x, y)
   assert logits.shape == (BATCH,)
@@ -74,6 +69,17 @@ def test_mlp_shapes_and_conditioning(num_classes, conditioning):
   if num_classes:
     _assert_label_dependence(_eval_apply(gen), g_vars, z)
     _assert_label_dependence(_eval_apply(disc), d_vars, x)
+  return x
+
+
+@pytest.mark.parametrize(
+  "num_classes,conditioning", [(0, "projection"), (10, "projection"), (10, "concat")]
+)
+def test_mlp_shapes_and_conditioning(num_classes, conditioning):
+  gen = MLPGenerator(2, (16, 16), num_classes=num_classes)
+  disc = MLPDiscriminator((16, 16), num_classes=num_classes, conditioning=conditioning)
+  x = _check_pair(gen, disc, num_classes)
+  assert x.shape == (BATCH, 2)
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
@@ -84,20 +90,10 @@ def test_mlp_shapes_and_conditioning(num_classes, conditioning):
 def test_dcgan_shapes_range_and_conditioning(shape, num_classes, conditioning, embed_dim):
   gen = DCGANGenerator(shape, WIDTH, num_classes, label_embed_dim=embed_dim)
   disc = DCGANDiscriminator(WIDTH, num_classes, conditioning)
-  z, labels = _latents()
-  y = labels if num_classes else None
-  g_vars = _host_params(gen, z, y)
-  x = _eval_apply(gen)(g_vars, z, y)
+  x = _check_pair(gen, disc, num_classes)
   assert x.shape == (BATCH, *shape)
   # tanh output; not saturated to a constant either.
   assert float(jnp.max(jnp.abs(x))) <= 1.0 and float(jnp.std(x)) > 1e-3
-  d_vars = _host_params(disc, x, y)
-  logits = _eval_apply(disc)(d_vars, x, y)
-  assert logits.shape == (BATCH,)
-  _assert_finite(x, logits)
-  if num_classes:
-    _assert_label_dependence(_eval_apply(gen), g_vars, z)
-    _assert_label_dependence(_eval_apply(disc), d_vars, x)
 
 
 @pytest.mark.parametrize("shape,sides", [((28, 28, 1), [14, 28]), ((32, 32, 3), [8, 16, 32])])

@@ -6,7 +6,6 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -30,7 +29,6 @@ class TrainState(flax.struct.PyTreeNode):
   opt_state: Any
   ema_params: Any
   model_state: Any
-
 
 
 def ema_update(ema_params, params, decay: float, count: jax.Array):

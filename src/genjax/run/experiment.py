@@ -9,6 +9,7 @@ import dataclasses
 import pathlib
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -18,7 +19,7 @@ from genjax import config as config_lib
 from genjax.core import random as genjax_random
 from genjax.core.parallel import DataParallel
 from genjax.core.train_state import TrainState
-from genjax.data import sources
+from genjax.data import pipeline, sources
 from genjax.data.preprocessing import prepare_batch
 from genjax.evaluation import suite
 from genjax.families import FAMILIES, DataInfo, Family
@@ -55,6 +56,23 @@ class Experiment:
         )
       )
     return self._eval_steps[num_samples]
+
+  def compile_train_step(self):
+    """``train_step(state, batch) -> (state, metrics)`` over all devices, state donated."""
+    cfg = self.config
+    step = steps.make_train_step(self.family, seed=cfg.seed, preprocess=cfg.data.preprocess)
+    return self.parallel.compile(step, donate_first=True)
+
+  def train_iterator(self) -> grain.DatasetIterator:
+    """This process's slices of the global training batches, in the seed's order."""
+    return pipeline.make_train_iterator(
+      self.dataset.train,
+      global_batch_size=self.config.train.batch_size,
+      seed=self.config.seed,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      minibatches=self.family.minibatches,
+    )
 
   def example_batch(self) -> dict[str, np.ndarray]:
     """A few training examples, in the layout the pipeline yields."""
@@ -130,7 +148,7 @@ def build_family(config: ml_collections.ConfigDict, info: DataInfo) -> Family:
   if cls.first_stage_family:
     extra["first_stage"] = load_first_stage(cls, config, info)
   try:
-    return cls(config, info, **extra)
+    return cls(config_lib.for_family(config), info, **extra)
   except ValueError as e:  # Model/data mismatches only visible with the data's shape.
     raise config_lib.ConfigError(f"invalid config for dataset {info.name!r}: {e}") from e
 
@@ -169,7 +187,7 @@ def load_first_stage(cls, config: ml_collections.ConfigDict, info: DataInfo) -> 
           f"trained with {first.data[name]!r}"
         )
     first = config_lib.resolve(first)
-    family = FAMILIES[first.family](first, info)
+    family = FAMILIES[first.family](config_lib.for_family(first), info)
     example = {
       "x": jnp.zeros((1,) + tuple(info.shape), jnp.float32),
       "label": jnp.zeros((1,), jnp.int32),

@@ -24,9 +24,8 @@ from clu import periodic_actions
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from genjax.core.train_state import TrainState, num_params
-from genjax.data import pipeline
 from genjax.run import checkpoint as checkpoint_lib
-from genjax.run import evaluation, steps, writers
+from genjax.run import evaluation, writers
 from genjax.run.experiment import Experiment, build
 
 log = logging.getLogger("genjax")
@@ -74,14 +73,7 @@ class _Run:
     self.ckpt = checkpoint_lib.Checkpointer(
       workdir / "checkpoints", keep=tc.keep_checkpoints, async_save=tc.async_checkpoint
     )
-    self.data = pipeline.make_train_iterator(
-      exp.dataset.train,
-      global_batch_size=tc.batch_size,
-      seed=cfg.seed,
-      process_index=jax.process_index(),
-      process_count=jax.process_count(),
-      minibatches=exp.family.minibatches,
-    )
+    self.data = exp.train_iterator()
     self.start = self.ckpt.latest_step() or 0
     if self.start:
       state, data_state, _ = _restore(exp, self.ckpt, self.start)
@@ -225,10 +217,7 @@ def train_and_evaluate(
   exp = build(config)
   run = _Run(exp, pathlib.Path(workdir))
   tc = exp.config.train
-  train_step = exp.parallel.compile(
-    steps.make_train_step(exp.family, seed=exp.config.seed, preprocess=exp.config.data.preprocess),
-    donate_first=True,
-  )
+  train_step = exp.compile_train_step()
   show = tc.progress_bar and sys.stderr.isatty()
   bar = tqdm.tqdm(
     total=tc.num_steps,
