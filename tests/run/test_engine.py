@@ -18,6 +18,8 @@ from genjax.core import optim
 from genjax.run import checkpoint as checkpoint_lib
 from genjax.run import evaluation, experiment, loop, writers
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(name="tiny")
 def _tiny_fixture(shrink):
@@ -200,13 +202,14 @@ def test_logged_norms_match_the_checkpointed_parameters(tiny, tmp_path):
   )
   for step in (3, 6):
     assert train[step]["train/param_norm"] == pytest.approx(norm(params[step]), rel=1e-5)
-  # Plain SGD: the update between the two checkpoints is -lr times the gradients.
+  # Plain SGD: each update is -lr times the gradients; the logged update norm is measured
+  # as the difference of two float32 parameter sets.
   moved = jax.tree.map(lambda a, b: np.asarray(b, np.float64) - a, params[3], params[6])
   steps_norm = sum(train[s]["train/update_norm"] for s in (4, 5, 6))
-  assert norm(moved) <= steps_norm * (1 + 1e-5)  # Triangle inequality over three updates.
+  assert norm(moved) <= steps_norm * (1 + 1e-3)  # Triangle inequality over three updates.
   for s in (4, 5, 6):
     assert train[s]["train/update_norm"] == pytest.approx(
-      0.1 * train[s]["train/grad_norm"], rel=1e-5
+      0.1 * train[s]["train/grad_norm"], rel=1e-3
     )
 
 
@@ -216,3 +219,26 @@ def test_profile_steps_write_a_trace_after_the_first_log(tiny, tmp_path):
   traces = list((tmp_path / "tensorboard").rglob("*.xplane.pb"))
   assert len(traces) == 1, list((tmp_path / "tensorboard").rglob("*"))
   assert traces[0].stat().st_size > 0
+
+
+def test_gan_norms_are_logged_per_player(tmp_path, shrink):
+  c = shrink(config_lib.load_config(REPO / "experiments/configs/gan_ring8.py"), num_steps=3)
+  c.eval.update(periodic_sample_examples=2000, sample_examples=2000)
+  c.evals = ""
+  loop.train_and_evaluate(c, tmp_path)
+  last = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-2]
+  for player in ("generator", "discriminator"):
+    assert last[f"train/{player}_param_norm"] > 0 and last[f"train/{player}_update_norm"] > 0
+  assert last["train/g_grad_norm"] > 0 and last["train/d_grad_norm"] > 0
+
+
+def test_how_often_a_run_logs_does_not_change_its_parameters(tiny, tmp_path):
+  states = []
+  for log_every in (1, 3):
+    workdir = tmp_path / f"log{log_every}"
+    c = tiny(train__log_every=log_every, train__checkpoint_every=6)
+    loop.train_and_evaluate(c, workdir)
+    ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints")
+    states.append(ckpt.restore(experiment.build(c).abstract_state(), 6)[0])
+    ckpt.close()
+  jax.tree.map(np.testing.assert_array_equal, states[0], states[1])

@@ -8,6 +8,7 @@ schedule. Killing it at any point and starting it again with the same
 arguments gives bit-identical parameters to an uninterrupted run.
 """
 
+import functools
 import json
 import logging
 import pathlib
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import tqdm
 from clu import periodic_actions
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -60,6 +62,27 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
 
 
 @jax.jit
+def _copy(tree):
+  return jax.tree.map(jnp.copy, tree)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _norms(previous, params, players: tuple) -> dict[str, jax.Array]:
+  """Global norms of the parameters and of the last update, per player where there are several.
+
+  Computed beside the step, not in it, so that logging them leaves the step's
+  compiled program, and so its rounding, unchanged.
+  """
+  parts = {p: (previous[p], params[p]) for p in players} or {None: (previous, params)}
+  out = {}
+  for player, (old, new) in parts.items():
+    prefix = f"{player}_" if player else ""
+    out[prefix + "param_norm"] = optax.tree.norm(new)
+    out[prefix + "update_norm"] = optax.tree.norm(jax.tree.map(jnp.subtract, new, old))
+  return out
+
+
+@jax.jit
 def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
@@ -98,6 +121,26 @@ class _Run:
     self.last_saved = self.start
     self.history, self.summary = [], {}
     self._last_log = (self.start, time.perf_counter())
+    self._norms = None
+
+  def logs_at(self, step: int) -> bool:
+    """Whether ``step`` is logged (the rule of the log action)."""
+    tc = self.exp.config.train
+    return step % tc.log_every == 0 or step == tc.num_steps
+
+  def step(self, step: int, train_step, batch) -> None:
+    """Runs ``step``; before a logged one, keeps what its update norm needs."""
+    logged = self.logs_at(step)
+    previous = _copy(self.state.params) if logged else None
+    self.state, metrics = train_step(self.state, batch)
+    self.history.append(metrics)  # Emptied (and synced) at every log.
+    if logged:
+      get = self.exp.parallel.get_replicated
+      self._norms = _norms(get(previous), get(self.state.params), self._players())
+
+  def _players(self) -> tuple:
+    names = tuple(self.exp.family.optimizers())
+    return () if names == (None,) else names
 
   def host_state(self) -> TrainState:
     return self.exp.parallel.get_replicated(self.state)
@@ -105,7 +148,8 @@ class _Run:
   def log(self, step: int) -> None:
     """Averages the metrics since the last log (one device sync) and writes them."""
     summary = _mean_metrics(self.exp.parallel.get_replicated(self.history))
-    self.history = []
+    summary.update({f"train/{k}": float(v) for k, v in jax.device_get(self._norms or {}).items()})
+    self.history, self._norms = [], None
     rate = (step - self._last_log[0]) / (time.perf_counter() - self._last_log[1])
     self._last_log = (step, time.perf_counter())
     summary["train/steps_per_sec"] = rate
@@ -232,8 +276,7 @@ def train_and_evaluate(
     with _Preemption() as preemption, logging_redirect_tqdm(loggers=[log]):
       actions = _periodic_actions(run, tc, bar)
       for step in range(run.start + 1, tc.num_steps + 1):
-        run.state, metrics = train_step(run.state, exp.parallel.put_batch(next(run.data)))
-        run.history.append(metrics)  # Emptied (and synced) at every log.
+        run.step(step, train_step, exp.parallel.put_batch(next(run.data)))
         if len(run.history) > _MAX_STEPS_IN_FLIGHT:
           jax.block_until_ready(run.history[-_MAX_STEPS_IN_FLIGHT - 1])
         bar.update(1)
@@ -256,14 +299,20 @@ def train_and_evaluate(
 
 
 def _restore(exp: Experiment, ckpt: checkpoint_lib.Checkpointer, step: int):
+  """The saved state on the current mesh, whatever layout wrote it."""
   try:
-    return ckpt.restore(exp.abstract_state(), step)
+    return ckpt.restore(exp.abstract_state(), step, sharding=exp.parallel.replicated)
   except Exception as e:  # Orbax raises several types for a structure mismatch.
+    cause = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
     saved = ckpt.restore_config(step)
     changed = _diff(*(json.loads(c.to_json_best_effort()) for c in (saved, exp.config)))
+    if not changed:
+      raise checkpoint_lib.CheckpointMismatchError(
+        f"cannot restore checkpoint {step} in {ckpt.directory}: {cause}"
+      ) from e
     raise checkpoint_lib.CheckpointMismatchError(
-      f"cannot restore checkpoint {step} in {ckpt.directory} with this config; "
-      f"fields that differ from the saved config: {changed or 'none'}. "
+      f"cannot restore checkpoint {step} in {ckpt.directory} with this config ({cause}); "
+      f"fields that differ from the saved config: {changed}. "
       "Use a fresh --workdir or the saved config."
     ) from e
 
