@@ -44,6 +44,11 @@ class DataParallel:
   def num_devices(self) -> int:
     return len(self.devices)
 
+  @property
+  def replicated(self) -> NamedSharding:
+    """The sharding of state: a full copy on every device of the mesh."""
+    return self._replicated
+
   def compile(self, fn: Callable, donate_first: bool = False) -> Callable:
     """Compiles ``fn(replicated, batch) -> replicated_outputs`` for all devices.
 

@@ -57,18 +57,25 @@ class Checkpointer:
       ),
     )
 
-  def restore(self, abstract_state: Any, step: int | None = None):
+  def restore(self, abstract_state: Any, step: int | None = None, sharding=None):
     """Restores ``(state, data_state, config_dict)`` at ``step`` (default latest).
 
     Args:
       abstract_state: a pytree with the structure, shapes and dtypes of the
         state (e.g. from ``jax.eval_shape``).
       step: checkpoint step; the latest when None.
+      sharding: where every restored array goes (the current mesh's replicated
+        sharding). Given, a checkpoint written by any number of processes and
+        devices restores on this layout; None restores host arrays.
     """
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+
+    def target_of(leaf):
+      return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+
+    target = jax.tree.map(target_of, abstract_state)
     restored = self.manager.restore(
       step,
       args=ocp.args.Composite(

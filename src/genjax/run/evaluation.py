@@ -186,7 +186,7 @@ def evaluate_workdir(
     config.eval.batch_size = batch_size
   applied = config_lib.apply_overrides(config, list(overrides))
   exp = build(config)
-  state, _, _ = ckpt.restore(exp.abstract_state(), step)
+  state, _, _ = ckpt.restore(exp.abstract_state(), step, sharding=exp.parallel.replicated)
   ckpt.close()
   ec = config.eval
   params = eval_params(exp, state)
