@@ -256,12 +256,21 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     wanted,
     f"only {available} devices are available",
   )
+  multihost = c.train.distributed or jax.process_count() > 1
   _check(
     errors,
-    not (c.train.distributed and wanted),
+    not (multihost and wanted),
     "train.num_devices",
     wanted,
-    "must be 0 (every device of every host) with train.distributed=True",
+    "must be 0 (every device of every host) with train.distributed=True or several processes",
+  )
+  _check(
+    errors,
+    not (jax.process_count() > 1 and c.train.parallel == "pmap"),
+    "train.parallel",
+    c.train.parallel,
+    "pmap averages gradients over one process's devices, so each process would train a "
+    "model of its own; use 'shard_map' on several processes",
   )
   n = num_devices or (wanted if isinstance(wanted, int) and 0 < wanted <= available else available)
   batch = c.train.batch_size

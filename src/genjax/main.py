@@ -20,6 +20,21 @@ _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Run directory; an existing one with checkpoints is resumed."
 )
 flags.mark_flags_as_required(["config", "workdir"])
+# Multi-host: given here, or found by JAX's cluster detection (SLURM, Open MPI, Cloud TPU)
+# when config.train.distributed is set. genjax.launch sets them for local processes.
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address", None, "host:port of process 0's coordinator (multi-host runs)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in the job.")
+_LOCAL_DEVICES = flags.DEFINE_list(
+  "local_device_ids", None, "Devices this process uses (default: all it sees)."
+)
+_HEARTBEAT = flags.DEFINE_integer(
+  "heartbeat_timeout_s",
+  60,
+  "Seconds without a peer's heartbeat before the job fails (a dead process ends the others).",
+)
 
 
 def main(argv):
@@ -28,8 +43,7 @@ def main(argv):
   from genjax import config as config_lib  # Import after flags parse (fast --help).
 
   config = _CONFIG.value
-  if config.train.distributed:
-    jax.distributed.initialize()
+  _initialize_distributed(config.train.distributed)
   try:
     # Before the training stack (TensorFlow, through the TensorBoard writer) is
     # imported: a bad field is reported in a second or two.
@@ -43,8 +57,24 @@ def main(argv):
     summary = loop.train_and_evaluate(config, _WORKDIR.value)
   except (config_lib.ConfigError, FileNotFoundError, checkpoint.CheckpointMismatchError) as e:
     _fail(e)
-  print(json.dumps(summary, indent=1, sort_keys=True))
-  print(f"outputs: {_WORKDIR.value} (metrics.jsonl, tensorboard/, images/, checkpoints/)")
+  if jax.process_index() == 0:
+    print(json.dumps(summary, indent=1, sort_keys=True))
+    print(f"outputs: {_WORKDIR.value} (metrics.jsonl, tensorboard/, images/, checkpoints/)")
+
+
+def _initialize_distributed(detect: bool) -> None:
+  """Joins the job described by the flags, or the one the cluster describes when ``detect``."""
+  given = _COORDINATOR.value or _NUM_PROCESSES.value or _PROCESS_ID.value is not None
+  if not (given or detect):
+    return
+  local = [int(d) for d in _LOCAL_DEVICES.value] if _LOCAL_DEVICES.value else None
+  jax.distributed.initialize(
+    coordinator_address=_COORDINATOR.value,
+    num_processes=_NUM_PROCESSES.value,
+    process_id=_PROCESS_ID.value,
+    local_device_ids=local,
+    heartbeat_timeout_seconds=_HEARTBEAT.value,
+  )
 
 
 def _fail(error: Exception):

@@ -11,6 +11,7 @@ arguments gives bit-identical parameters to an uninterrupted run.
 import functools
 import json
 import logging
+import os
 import pathlib
 import signal
 import sys
@@ -23,6 +24,7 @@ import numpy as np
 import optax
 import tqdm
 from clu import periodic_actions
+from jax.experimental import multihost_utils
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from genjax.core.train_state import TrainState, num_params
@@ -34,26 +36,52 @@ log = logging.getLogger("genjax")
 
 
 class _Preemption:
-  """Turns SIGTERM into a checkpoint-and-exit at the next step boundary."""
+  """SIGTERM or SIGINT: every process checkpoints the same step, then the run exits.
+
+  One process: the signal sets a flag, read at the next step boundary (a
+  second SIGINT interrupts at once). Several processes: JAX's preemption
+  service (started by ``jax.distributed.initialize``) hears SIGTERM in any
+  process and agrees with the others on the first step they all reach;
+  SIGINT is turned into SIGTERM for it. A per-process flag would let one
+  process stop while the others wait in the next step's collective.
+  """
 
   def __init__(self):
-    self.requested = False
-    self._previous = None
+    self.multihost = jax.process_count() > 1
+    self._flag = False
+    self._previous = {}
 
   def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # Not the main thread (e.g. some notebook kernels).
-      self._previous = None
+    handlers = {signal.SIGINT: self._on_sigint}
+    if not self.multihost:  # Several processes: SIGTERM stays with JAX's notifier.
+      handlers[signal.SIGTERM] = self._on_sigterm
+    for signum, handler in handlers.items():
+      try:
+        self._previous[signum] = signal.signal(signum, handler)
+      except ValueError:  # Not the main thread (e.g. some notebook kernels).
+        pass
     return self
 
-  def _handle(self, signum, frame):
+  def _on_sigterm(self, signum, frame):
     del signum, frame
-    self.requested = True
+    self._flag = True
+
+  def _on_sigint(self, signum, frame):
+    if self.multihost:
+      os.kill(os.getpid(), signal.SIGTERM)
+    elif self._flag:
+      raise KeyboardInterrupt
+    self._on_sigterm(signum, frame)
+
+  def requested(self, step: int) -> bool:
+    """Whether the run checkpoints ``step`` and stops (called at every step, on every process)."""
+    if self.multihost:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._flag
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
 
 
 def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
@@ -282,10 +310,10 @@ def train_and_evaluate(
         bar.update(1)
         for action in actions:
           action(step)
-        if preemption.requested:
+        if preemption.requested(step):
           if run.last_saved != step:
             run.checkpoint(step)
-          log.warning("SIGTERM: saved step %d in %s; rerun to resume", step, workdir)
+          log.warning("stop requested: saved step %d in %s; rerun to resume", step, workdir)
           break
   finally:
     bar.close()

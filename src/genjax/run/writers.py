@@ -98,4 +98,5 @@ def configure_logging() -> None:
     handler.setFormatter(logging.Formatter("genjax: %(message)s"))
     logger.addHandler(handler)
     logger.propagate = False
-  logger.setLevel(logging.INFO)
+  # One voice per job: the other processes of a multi-host run report only problems.
+  logger.setLevel(logging.INFO if jax.process_index() == 0 else logging.WARNING)
