@@ -12,10 +12,10 @@ TensorBoard at the checkpoint's step.
 """
 
 import json
-import pathlib
 import sys
 
 from absl import app, flags
+from etils import epath
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory with checkpoints.")
 _NUM_SAMPLES = flags.DEFINE_integer(
@@ -72,7 +72,7 @@ def main(argv):
     print(f"genjax.evaluate: {e}", file=sys.stderr)
     sys.exit(2)
   text = json.dumps(metrics, indent=1, sort_keys=True)
-  output = pathlib.Path(_OUTPUT.value or pathlib.Path(_WORKDIR.value) / "eval.json")
+  output = epath.Path(_OUTPUT.value or epath.Path(_WORKDIR.value) / "eval.json")
   output.parent.mkdir(parents=True, exist_ok=True)
   output.write_text(text + "\n")
   print(text)

@@ -242,3 +242,16 @@ def test_how_often_a_run_logs_does_not_change_its_parameters(tiny, tmp_path):
     states.append(ckpt.restore(experiment.build(c).abstract_state(), 6)[0])
     ckpt.close()
   jax.tree.map(np.testing.assert_array_equal, states[0], states[1])
+
+
+def test_jsonl_records_are_the_same_where_files_cannot_be_appended(tmp_path):
+  texts = []
+  for append in (True, False):  # False: how an object store (gs://) is written.
+    writer = writers.JsonlWriter(tmp_path / f"append_{append}" / "metrics.jsonl")
+    writer._append = append
+    for step in (1, 2, 3):
+      writer.write_scalars(step, {"train/loss": 1.0 / step, "train/nan": float("nan")})
+    writer.truncate_after(2)
+    texts.append(writer.path.read_text())
+  assert texts[0] == texts[1]
+  assert [json.loads(line)["step"] for line in texts[0].splitlines()] == [1, 2]

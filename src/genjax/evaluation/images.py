@@ -7,6 +7,7 @@ import os
 from typing import Sequence
 
 import numpy as np
+from etils import epath
 from PIL import Image
 from scipy.stats import norm
 
@@ -66,10 +67,10 @@ def save_png(path: str | os.PathLike, grid: np.ndarray) -> None:
   pixels = to_uint8(grid)
   if pixels.ndim == 3 and pixels.shape[-1] == 1:
     pixels = pixels[..., 0]  # Saved as 8-bit grayscale ("L").
-  parent = os.path.dirname(os.fspath(path))
-  if parent:
-    os.makedirs(parent, exist_ok=True)
-  Image.fromarray(pixels).save(path, format="PNG")
+  path = epath.Path(path)  # Local or gs:// alike.
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open("wb") as f:
+    Image.fromarray(pixels).save(f, format="PNG")
 
 
 def latent_traversal_codes(

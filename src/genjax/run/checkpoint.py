@@ -1,16 +1,23 @@
 """Orbax checkpoints of the train state, the data position and the config."""
 
 import json
-import pathlib
+import os
 from typing import Any
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from etils import epath
 
 from genjax import config as config_lib
 
 ITEMS = ("state", "data", "config")
+
+
+def as_path(path: str | os.PathLike) -> epath.Path:
+  """A local path (made absolute) or a cloud one (``gs://...``), as one type."""
+  text = os.fspath(path)
+  return epath.Path(text if "://" in text else os.path.abspath(text))
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -30,8 +37,8 @@ class Checkpointer:
     async_save: write in a background thread.
   """
 
-  def __init__(self, directory: str | pathlib.Path, keep: int = 3, async_save: bool = True):
-    self.directory = pathlib.Path(directory).absolute()
+  def __init__(self, directory: str | os.PathLike, keep: int = 3, async_save: bool = True):
+    self.directory = as_path(directory)
     options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, create=True, enable_async_checkpointing=async_save
     )

@@ -6,11 +6,10 @@ compiled eval step and the same sample evaluator, so a number logged during
 training and one from ``genjax.evaluate`` at the same settings agree.
 """
 
-import pathlib
-
 import jax
 import numpy as np
 import tqdm
+from etils import epath
 
 from genjax import config as config_lib
 from genjax.core import random as genjax_random
@@ -78,7 +77,7 @@ def evaluate_samples(
   params,
   *,
   num_generated: int,
-  image_dir: pathlib.Path | None = None,
+  image_dir: epath.Path | None = None,
   progress: bool = False,
 ) -> tuple[dict[str, float], dict]:
   """Runs ``config.evals`` on ``num_generated`` samples (see :mod:`genjax.evaluation.suite`).
@@ -101,7 +100,7 @@ def evaluate_samples(
   return {f"eval/{k}": v for k, v in values.items()}, report
 
 
-def periodic(exp: Experiment, state: TrainState, image_dir: pathlib.Path) -> dict[str, float]:
+def periodic(exp: Experiment, state: TrainState, image_dir: epath.Path) -> dict[str, float]:
   """The evaluation during training: a part of the test split and a few samples."""
   ec = exp.config.eval
   params = eval_params(exp, state)
@@ -115,8 +114,8 @@ def periodic(exp: Experiment, state: TrainState, image_dir: pathlib.Path) -> dic
 
 
 def save_pictures(
-  exp: Experiment, params, workdir: pathlib.Path, step: int, writer=None
-) -> list[pathlib.Path]:
+  exp: Experiment, params, workdir: epath.Path, step: int, writer=None
+) -> list[epath.Path]:
   """Draws the family's pictures to ``workdir/images`` and TensorBoard.
 
   ``images/<name>.png`` is the latest; ``images/history/<name>/<step>.png``
@@ -175,10 +174,10 @@ def evaluate_workdir(
   Returns:
     ``{"eval/<metric>": value, ..., "step": step, "report": {...}}``.
   """
-  ckpt = checkpoint_lib.Checkpointer(pathlib.Path(workdir) / "checkpoints")
+  ckpt = checkpoint_lib.Checkpointer(checkpoint_lib.as_path(workdir) / "checkpoints")
   step = ckpt.latest_step() if step is None else step
   if step is None:
-    raise FileNotFoundError(f"no checkpoint in {pathlib.Path(workdir) / 'checkpoints'}")
+    raise FileNotFoundError(f"no checkpoint in {checkpoint_lib.as_path(workdir) / 'checkpoints'}")
   config = ckpt.restore_config(step)
   if evals is not None:
     config.evals = evals
@@ -205,7 +204,7 @@ def evaluate_workdir(
     exp,
     params,
     num_generated=num_generated or ec.sample_examples,
-    image_dir=pathlib.Path(workdir) / "images",
+    image_dir=checkpoint_lib.as_path(workdir) / "images",
     progress=progress,
   )
   metrics.update(sample_metrics)

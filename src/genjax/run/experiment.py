@@ -6,7 +6,6 @@ run's restored family and parameters; it never opens files itself.
 """
 
 import dataclasses
-import pathlib
 from typing import Any
 
 import grain
@@ -161,7 +160,7 @@ def load_first_stage(cls, config: ml_collections.ConfigDict, info: DataInfo) -> 
       family, or trained on other data.
   """
   workdir, step, field_name = cls.first_stage_run(config)
-  workdir = pathlib.Path(workdir)
+  workdir = checkpoint_lib.as_path(workdir)
   directory = workdir / "checkpoints"
   field = f"config.{field_name}={str(workdir)!r}"
   if not directory.is_dir():

@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import os
-import pathlib
 import signal
 import sys
 import time
@@ -24,6 +23,7 @@ import numpy as np
 import optax
 import tqdm
 from clu import periodic_actions
+from etils import epath
 from jax.experimental import multihost_utils
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -118,7 +118,7 @@ def _all_finite(tree) -> jax.Array:
 class _Run:
   """The impure resources of one training run and what it does at each step."""
 
-  def __init__(self, exp: Experiment, workdir: pathlib.Path):
+  def __init__(self, exp: Experiment, workdir: epath.Path):
     self.exp, self.workdir = exp, workdir
     cfg, tc = exp.config, exp.config.train
     self.ckpt = checkpoint_lib.Checkpointer(
@@ -275,7 +275,7 @@ def _periodic_actions(run: "_Run", tc, bar) -> list[periodic_actions.PeriodicAct
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+  config: ml_collections.ConfigDict, workdir: str | os.PathLike
 ) -> dict[str, float]:
   """Trains ``config`` in ``workdir``, resuming from its latest checkpoint.
 
@@ -287,7 +287,7 @@ def train_and_evaluate(
     The last logged train metrics and the final evaluation metrics.
   """
   exp = build(config)
-  run = _Run(exp, pathlib.Path(workdir))
+  run = _Run(exp, checkpoint_lib.as_path(workdir))
   tc = exp.config.train
   train_step = exp.compile_train_step()
   show = tc.progress_bar and sys.stderr.isatty()
@@ -356,7 +356,7 @@ def _diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
   return out
 
 
-def _write_config(workdir: pathlib.Path, cfg: ml_collections.ConfigDict) -> None:
+def _write_config(workdir: epath.Path, cfg: ml_collections.ConfigDict) -> None:
   if jax.process_index() == 0:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")

@@ -3,12 +3,13 @@
 import json
 import logging
 import math
-import pathlib
+import os
 from typing import Any, Mapping
 
 import jax
 import numpy as np
 from clu import metric_writers
+from etils import epath
 
 
 class JsonlWriter(metric_writers.MetricWriter):
@@ -18,9 +19,11 @@ class JsonlWriter(metric_writers.MetricWriter):
   values are written as ``null`` so every line is valid JSON.
   """
 
-  def __init__(self, path: str | pathlib.Path):
-    self.path = pathlib.Path(path)
+  def __init__(self, path: str | os.PathLike):
+    self.path = epath.Path(path)
     self.path.parent.mkdir(parents=True, exist_ok=True)
+    # Object stores (gs://) cannot append: the file is rewritten whole there.
+    self._append = "://" not in os.fspath(path)
 
   def truncate_after(self, step: int) -> None:
     """Drops records after ``step`` (a resumed run replays those steps)."""
@@ -38,8 +41,12 @@ class JsonlWriter(metric_writers.MetricWriter):
     for name, value in scalars.items():
       value = float(np.asarray(value))
       record[name] = value if math.isfinite(value) else None
-    with self.path.open("a") as f:
-      f.write(json.dumps(record) + "\n")
+    line = json.dumps(record) + "\n"
+    if self._append:
+      with self.path.open("a") as f:
+        f.write(line)
+    else:
+      self.path.write_text((self.path.read_text() if self.path.exists() else "") + line)
 
   def write_summaries(self, step, values, metadata=None):
     pass
@@ -69,7 +76,7 @@ class JsonlWriter(metric_writers.MetricWriter):
     pass
 
 
-def create_writer(workdir: str | pathlib.Path, resume_step: int | None = 0):
+def create_writer(workdir: str | os.PathLike, resume_step: int | None = 0):
   """TensorBoard events + ``metrics.jsonl`` on process 0 (logging elsewhere).
 
   Args:
@@ -77,7 +84,7 @@ def create_writer(workdir: str | pathlib.Path, resume_step: int | None = 0):
     resume_step: records after this step are dropped from ``metrics.jsonl``
       (None keeps every record: appending evaluations to a finished run).
   """
-  workdir = pathlib.Path(workdir)
+  workdir = epath.Path(workdir)
   if jax.process_index() != 0:
     return metric_writers.create_default_writer(just_logging=True)
   jsonl = JsonlWriter(workdir / "metrics.jsonl")
