@@ -18,7 +18,7 @@ import jax
 import ml_collections
 
 from genjax.core import fields, optim, parallel
-from genjax.data import preprocessing, sources
+from genjax.data import preprocessing, records, sources
 from genjax.evaluation import suite
 from genjax.families import FAMILIES, PRESETS
 from genjax.models import layers
@@ -41,6 +41,7 @@ DATA = {
   "data_dir": F("", 'tfds data dir ("" = $TFDS_DATA_DIR or the tfds default)'),
   "manual_dir": F("", 'raw files for offline preparation ("" = $GENJAX_MANUAL_DIR)'),
   "preprocess": F("binarize_dynamic", "on-device op", choices=sorted(preprocessing.PREPROCESSORS)),
+  "image_size": F(0, "resize the shorter side to this and crop the centre (0 = as stored)", ge=0),
 }
 # The network facts several families read; a family narrows a field's rule where
 # its values mean something specific to it (AE: mlp | conv; GAN: mlp | dcgan).
@@ -342,10 +343,11 @@ def select_devices(c: ml_collections.ConfigDict) -> list:
 
 
 def _check_dataset(errors, name):
-  if name in sources.SHIPPED_DATASETS:
+  if name in sources.SHIPPED_DATASETS or str(name).startswith(records.PREFIX):
     return
   if not sources.is_tfds_name(name):
     errors.append(
       f"config.data.name={name!r}: allowed: a shipped dataset "
-      f"({', '.join(sources.SHIPPED_DATASETS)}) or a tensorflow-datasets name"
+      f"({', '.join(sources.SHIPPED_DATASETS)}), a tensorflow-datasets name or "
+      "'folder:/path/to/images'"
     )

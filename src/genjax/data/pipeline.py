@@ -34,6 +34,14 @@ def _per_process(global_batch_size: int, process_count: int, process_index: int)
   return global_batch_size // process_count
 
 
+def _take(arrays, idx: np.ndarray) -> dict[str, np.ndarray]:
+  """The examples at ``idx`` of every field: one read of each record from a table on disk
+  (``take``), one fancy-index per array in memory (per-record Python would dominate)."""
+  if hasattr(arrays, "take"):
+    return dict(arrays.take(idx))
+  return {k: v[idx] for k, v in arrays.items()}
+
+
 def steps_per_epoch(n: int, global_batch_size: int) -> int:
   """Number of whole global batches in one pass over ``n`` examples.
 
@@ -97,8 +105,7 @@ def make_train_iterator(
       steps = step * minibatches + np.arange(minibatches)
       idx = np.stack([batch_indices(int(s))[lo : lo + b] for s in steps], axis=1)
       index = position[:, None] + global_batch_size * np.arange(minibatches, dtype=np.int32)
-    # One fancy-index per key: per-record Python would dominate step time.
-    out = {k: v[idx] for k, v in arrays.items()}
+    out = _take(arrays, idx)
     out["index"] = index
     return out
 
@@ -177,7 +184,7 @@ def eval_batches(
     lo = start + process_index * b
     positions = np.arange(lo, lo + b)
     idx = np.minimum(positions, n - 1).astype(np.int32)
-    batch = {k: v[idx] for k, v in arrays.items()}
+    batch = _take(arrays, idx)
     batch["mask"] = (positions < n).astype(np.float32)
     batch["index"] = idx
     yield batch

@@ -26,6 +26,9 @@ import warnings
 from typing import Any
 
 import numpy as np
+from etils import epath
+
+from genjax.data import records
 
 # Fixed seeds: the data itself must not change with the experiment seed, or
 # results from different seeds would be measured on different data.
@@ -79,9 +82,10 @@ def load_dataset(
   *,
   data_dir: str | None = None,
   manual_dir: str | None = None,
+  image_size: int = 0,
   seed: int = 0,
 ) -> Dataset:
-  """Loads a dataset fully into memory.
+  """Loads a dataset: into memory, or (``folder:/path``) as records read from disk.
 
   Args:
       name: A name from ``SHIPPED_DATASETS`` or a tensorflow-datasets image
@@ -89,6 +93,8 @@ def load_dataset(
       data_dir: tfds data dir; defaults to ``$TFDS_DATA_DIR`` or tfds' default.
       manual_dir: Directory holding raw downloaded files (or a ``<name>``
           subdirectory with them); defaults to ``$GENJAX_MANUAL_DIR``.
+      image_size: Resize every image's shorter side to this and crop the
+          centre square (0 keeps the stored size).
       seed: Unused: shipped data comes from fixed internal seeds so every
           experiment seed sees identical data. Accepted so configs can pass it.
 
@@ -100,11 +106,52 @@ def load_dataset(
       DatasetNotFoundError: The tfds dataset is not prepared and cannot be.
   """
   del seed
-  if name == "digits":
-    return _load_digits()
+  if name.startswith(records.PREFIX):
+    return _load_folder(name[len(records.PREFIX) :], image_size)
   if name in _MIXTURES:
     return _MIXTURES[name]()
-  return _load_tfds(name, data_dir=data_dir, manual_dir=manual_dir)
+  if name == "digits":
+    dataset = _load_digits()
+  else:
+    dataset = _load_tfds(name, data_dir=data_dir, manual_dir=manual_dir)
+  return _resized(dataset, image_size) if image_size else dataset
+
+
+def cache_root() -> epath.Path:
+  """``$GENJAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/genjax``, else ``~/.cache/genjax``."""
+  if os.environ.get("GENJAX_CACHE_DIR"):
+    return epath.Path(os.path.expanduser(os.environ["GENJAX_CACHE_DIR"]))
+  if os.environ.get("XDG_CACHE_HOME"):
+    return epath.Path(os.path.expanduser(os.environ["XDG_CACHE_HOME"])) / "genjax"
+  return epath.Path(os.path.expanduser("~")) / ".cache" / "genjax"
+
+
+def _load_folder(folder: str, image_size: int) -> Dataset:
+  """A folder of images, prepared once into records (see :mod:`genjax.data.records`)."""
+  with file_lock(os.fspath(cache_root() / "folders" / ".lock")):
+    directory = records.prepare_folder(folder, image_size, cache_root())
+  info, train, test = records.load_prepared(directory)
+  return Dataset(
+    name=records.PREFIX + folder,
+    kind="image",
+    train=train,
+    test=test,
+    num_classes=max(1, len(info["classes"])),
+    shape=tuple(info["shape"]),
+  )
+
+
+def _resized(dataset: Dataset, size: int) -> Dataset:
+  """``dataset`` with every image resized and centre-cropped to ``size`` x ``size``."""
+  if dataset.kind != "image" or tuple(dataset.shape[:2]) == (size, size):
+    return dataset
+
+  def split(arrays):
+    images = np.stack([records.resize_center_crop(x, size) for x in arrays["image"]])
+    return dict(arrays, image=images)
+
+  train, test = split(dataset.train), split(dataset.test)
+  return dataclasses.replace(dataset, train=train, test=test, shape=train["image"].shape[1:])
 
 
 # ----------------------------------------------------------------------------

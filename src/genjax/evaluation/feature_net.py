@@ -48,6 +48,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
+from genjax.data import sources
 from genjax.data.sources import Dataset, file_lock, load_dataset
 
 logger = logging.getLogger("genjax")
@@ -226,11 +227,7 @@ class FeatureNet:
 
 def cache_root() -> pathlib.Path:
   """``$GENJAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/genjax``, else ``~/.cache/genjax``."""
-  if os.environ.get("GENJAX_CACHE_DIR"):
-    return pathlib.Path(os.environ["GENJAX_CACHE_DIR"]).expanduser()
-  if os.environ.get("XDG_CACHE_HOME"):
-    return pathlib.Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "genjax"
-  return pathlib.Path.home() / ".cache" / "genjax"
+  return pathlib.Path(os.fspath(sources.cache_root()))
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:

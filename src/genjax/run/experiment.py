@@ -129,7 +129,10 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
   parallel = DataParallel(config.train.parallel, devices)
   data_cfg = config.data
   dataset = sources.load_dataset(
-    data_cfg.name, data_dir=data_cfg.data_dir or None, manual_dir=data_cfg.manual_dir or None
+    data_cfg.name,
+    data_dir=data_cfg.data_dir or None,
+    manual_dir=data_cfg.manual_dir or None,
+    image_size=data_cfg.image_size,
   )
   family = build_family(config, data_info(dataset, data_cfg.preprocess))
   samples = suite.SampleEvaluator(config, dataset, family, parallel)
