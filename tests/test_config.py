@@ -264,3 +264,38 @@ def test_a_family_is_built_from_its_own_sections_and_the_common_fields(shrink):
   assert family.config.objective.to_dict() == c.objective.to_dict()
   c.family = "cvae"  # A variant's preset reaches the family as a field.
   assert config_lib.for_family(config_lib.resolve(c)).model.conditional is True
+
+
+@pytest.mark.parametrize(
+  "args, expected",
+  [
+    (
+      ["--config.train.batchsize=3"],
+      '--config.train.batchsize=3: no such config field; did you mean "batch_size"',
+    ),
+    (["--config.train.batch_size=abc"], "invalid literal for int()"),
+    ("missing", "No such file or directory"),
+    ("syntax", "invalid syntax"),
+    ("no_get_config", "defines no get_config()"),
+  ],
+)
+def test_launcher_reports_a_bad_command_line_in_one_line(args, expected, tmp_path):
+  files = {"syntax": "def get_config(:\n", "no_get_config": "x = 1\n"}
+  if isinstance(args, str):
+    path = tmp_path / f"{args}.py"
+    if args in files:
+      path.write_text(files[args])
+    command = [
+      sys.executable,
+      "-m",
+      "genjax.main",
+      f"--config={path}",
+      f"--workdir={tmp_path / 'run'}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+  else:
+    result = _launch(*args, tmp_path=tmp_path)
+  assert result.returncode == 2
+  assert "Traceback" not in result.stderr
+  ours = [line for line in result.stderr.splitlines() if line.startswith("genjax:")]
+  assert len(ours) == 1 and expected in ours[0], result.stderr[-2000:]

@@ -82,9 +82,37 @@ def _fail(error: Exception):
   sys.exit(2)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad config file or override reported in one line (status 2)."""
+  try:
+    remaining = flags.FLAGS(argv)
+    if "--help" not in argv and "--helpfull" not in argv:
+      _CONFIG.value.train  # noqa: B018 - the file loads lazily: fail here, not in main.
+    return remaining
+  except Exception as e:  # noqa: BLE001 - the parser raises many types; the user needs one line.
+    print(f"genjax: {_describe(e, argv)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _describe(error: Exception, argv: list[str]) -> str:
+  """One line naming the flag or file at fault and what is wrong with it."""
+  text = str(error).replace("\\n", "\n").replace("\\'", "'")
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  config = next((a for a in argv if a.startswith("--config=")), "--config")
+  if isinstance(error, AttributeError) and lines:  # An override of a field the config lacks?
+    field = lines[0].strip("'\"")
+    bad = [a for a in argv if a.startswith("--config.") and f".{field}" in a.split("=")[0]]
+    if bad:
+      hint = lines[-1].strip("'\"") if len(lines) > 1 else ""
+      return f"{bad[0]}: no such config field" + (f"; {hint[0].lower()}{hint[1:]}" if hint else "")
+    if "get_config" in text:
+      return f"{config}: the file defines no get_config()"
+  return f"{config}: {lines[-1] if lines else type(error).__name__}"
+
+
 def run():
   """Console entry point ``genjax``."""
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":
