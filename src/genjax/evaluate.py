@@ -54,6 +54,16 @@ def main(argv):
   from genjax.run import writers
   from genjax.run.evaluation import evaluate_workdir
 
+  for flag in (_NUM_SAMPLES, _NUM_GENERATED, _BATCH_SIZE):
+    if flag.value is not None and flag.value < 1:
+      print(f"genjax.evaluate: --{flag.name}={flag.value}: must be >= 1", file=sys.stderr)
+      sys.exit(2)
+  if _NUM_EXAMPLES.value is not None and _NUM_EXAMPLES.value < 0:
+    print(
+      f"genjax.evaluate: --num_examples={_NUM_EXAMPLES.value}: must be >= 0 (0 = all)",
+      file=sys.stderr,
+    )
+    sys.exit(2)
   writers.configure_logging()
   try:
     metrics = evaluate_workdir(

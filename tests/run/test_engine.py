@@ -255,3 +255,30 @@ def test_jsonl_records_are_the_same_where_files_cannot_be_appended(tmp_path):
     texts.append(writer.path.read_text())
   assert texts[0] == texts[1]
   assert [json.loads(line)["step"] for line in texts[0].splitlines()] == [1, 2]
+
+
+def test_a_record_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1, "train/loss": 2.0}\n{"step": 2, "train/loss": 1.5}\n{"step": 3, "tr')
+  writers.JsonlWriter(path).truncate_after(2)
+  assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
+
+
+def test_a_run_diverging_before_its_first_checkpoint_says_so(tmp_path, tiny):
+  config = tiny(optimizer__name="sgd", optimizer__learning_rate=1e30, train__checkpoint_every=6)
+  config.train.log_every = 1
+  with pytest.raises(FloatingPointError, match="none was written before step"):
+    loop.train_and_evaluate(config, tmp_path)
+
+
+@pytest.mark.parametrize(
+  "flag, expected",
+  [("--num_samples=0", "--num_samples=0: must be >= 1"), ("--num_examples=-1", "must be >= 0")],
+)
+def test_evaluate_refuses_bad_counts_and_missing_runs(tmp_path, flag, expected):
+  command = [sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path / 'nowhere'}", flag]
+  result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+  result = subprocess.run(command[:-1], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2 and "no checkpoints in" in result.stderr
+  assert not (tmp_path / "nowhere").exists()  # Nothing created where nothing was.

@@ -174,7 +174,10 @@ def evaluate_workdir(
   Returns:
     ``{"eval/<metric>": value, ..., "step": step, "report": {...}}``.
   """
-  ckpt = checkpoint_lib.Checkpointer(checkpoint_lib.as_path(workdir) / "checkpoints")
+  directory = checkpoint_lib.as_path(workdir) / "checkpoints"
+  if not directory.is_dir():  # Checked first: opening it would create it.
+    raise FileNotFoundError(f"no checkpoints in {directory}; is --workdir a training run's?")
+  ckpt = checkpoint_lib.Checkpointer(directory)
   step = ckpt.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {checkpoint_lib.as_path(workdir) / 'checkpoints'}")

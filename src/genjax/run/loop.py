@@ -214,9 +214,13 @@ class _Run:
     self.last_saved = step
 
   def _nonfinite(self, step: int) -> str:
+    kept = (
+      f"the last good checkpoint (step {self.last_saved}) in {self.workdir / 'checkpoints'} is kept"
+      if self.last_saved
+      else f"there is no last good checkpoint (none was written before step {step})"
+    )
     return (
-      f"non-finite values at step {step}; the last good checkpoint (step "
-      f"{self.last_saved}) in {self.workdir / 'checkpoints'} is kept. Lower "
+      f"non-finite values at step {step}; {kept}. Lower "
       "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm."
     )
 

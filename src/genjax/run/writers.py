@@ -26,14 +26,14 @@ class JsonlWriter(metric_writers.MetricWriter):
     self._append = "://" not in os.fspath(path)
 
   def truncate_after(self, step: int) -> None:
-    """Drops records after ``step`` (a resumed run replays those steps)."""
+    """Drops records after ``step`` (a resumed run replays those steps).
+
+    A line cut short by a kill while it was written is dropped too: its step
+    is replayed.
+    """
     if not self.path.exists():
       return
-    kept = [
-      line
-      for line in self.path.read_text().splitlines()
-      if line.strip() and json.loads(line)["step"] <= step
-    ]
+    kept = [line for line in self.path.read_text().splitlines() if _step(line, step) <= step]
     self.path.write_text("".join(line + "\n" for line in kept))
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
@@ -74,6 +74,14 @@ class JsonlWriter(metric_writers.MetricWriter):
 
   def close(self):
     pass
+
+
+def _step(line: str, default: int) -> int:
+  """The step of a record; a partial or empty line counts as after ``default``."""
+  try:
+    return int(json.loads(line)["step"])
+  except (ValueError, KeyError, TypeError):
+    return default + 1
 
 
 def create_writer(workdir: str | os.PathLike, resume_step: int | None = 0):
