@@ -8,6 +8,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
 
 from genjax import config as config_lib
 
@@ -101,6 +102,23 @@ class Checkpointer:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
     restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return config_lib.complete(restored.config)
+
+  def set_aside(self, steps) -> None:
+    """Renames checkpoints ``steps`` to ``<step>.damaged`` so that training can save those steps again.
+
+    Process 0 renames; every process then waits for it and rereads the directory.
+    """
+    if jax.process_index() == 0:
+      for step in steps:
+        source = self.directory / str(step)
+        if source.exists():
+          target = self.directory / f"{step}.damaged"
+          while target.exists():
+            target = target.parent / (target.name + "_")
+          source.rename(target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("genjax_set_aside_damaged_checkpoints")
+    self.manager.reload()
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

@@ -6,6 +6,8 @@ compiled eval step and the same sample evaluator, so a number logged during
 training and one from ``genjax.evaluate`` at the same settings agree.
 """
 
+import logging
+
 import jax
 import numpy as np
 import tqdm
@@ -20,6 +22,8 @@ from genjax.evaluation import images as image_io
 from genjax.run import checkpoint as checkpoint_lib
 from genjax.run import writers
 from genjax.run.experiment import Experiment, build
+
+log = logging.getLogger("genjax")
 
 
 def eval_params(exp: Experiment, state: TrainState):
@@ -178,18 +182,34 @@ def evaluate_workdir(
   if not directory.is_dir():  # Checked first: opening it would create it.
     raise FileNotFoundError(f"no checkpoints in {directory}; is --workdir a training run's?")
   ckpt = checkpoint_lib.Checkpointer(directory)
-  step = ckpt.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {checkpoint_lib.as_path(workdir) / 'checkpoints'}")
-  config = ckpt.restore_config(step)
-  if evals is not None:
-    config.evals = evals
-  if batch_size:
-    config.eval.batch_size = batch_size
-  applied = config_lib.apply_overrides(config, list(overrides))
-  exp = build(config)
-  state, _, _ = ckpt.restore(exp.abstract_state(), step, sharding=exp.parallel.replicated)
-  ckpt.close()
+  try:
+    candidates = [step] if step is not None else sorted(ckpt.manager.all_steps(), reverse=True)
+    if not candidates:
+      raise FileNotFoundError(f"no checkpoint in {directory}")
+    skipped = {}
+    for step in candidates:  # Newest first: a damaged checkpoint gives way to the one before.
+      try:
+        config = ckpt.restore_config(step)
+        if evals is not None:
+          config.evals = evals
+        if batch_size:
+          config.eval.batch_size = batch_size
+        applied = config_lib.apply_overrides(config, list(overrides))
+        exp = build(config)
+        state, _, _ = ckpt.restore(exp.abstract_state(), step, sharding=exp.parallel.replicated)
+        break
+      except config_lib.ConfigError:
+        raise
+      except Exception as e:  # noqa: BLE001 - Orbax raises many types for a bad checkpoint.
+        if len(candidates) == 1:
+          raise FileNotFoundError(f"checkpoint {step} in {directory} cannot be read: {e}") from e
+        skipped[step] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+    else:
+      raise FileNotFoundError(f"no checkpoint in {directory} can be read: {skipped}")
+  finally:
+    ckpt.close()
+  if skipped:
+    log.warning("damaged checkpoints skipped: %s; evaluating step %d", skipped, step)
   ec = config.eval
   params = eval_params(exp, state)
   metrics = {}
@@ -211,6 +231,8 @@ def evaluate_workdir(
     progress=progress,
   )
   metrics.update(sample_metrics)
+  if skipped:
+    report = dict(report, damaged_checkpoints_skipped=skipped)
   if applied:
     report = dict(report, overrides=applied)
   else:

@@ -125,9 +125,8 @@ class _Run:
       workdir / "checkpoints", keep=tc.keep_checkpoints, async_save=tc.async_checkpoint
     )
     self.data = exp.train_iterator()
-    self.start = self.ckpt.latest_step() or 0
+    self.start, state, data_state = _resume(exp, self.ckpt)
     if self.start:
-      state, data_state, _ = _restore(exp, self.ckpt, self.start)
       self.data.set_state(data_state)
     else:
       state = exp.init_state()
@@ -330,23 +329,62 @@ def train_and_evaluate(
   return summary
 
 
-def _restore(exp: Experiment, ckpt: checkpoint_lib.Checkpointer, step: int):
-  """The saved state on the current mesh, whatever layout wrote it."""
-  try:
-    return ckpt.restore(exp.abstract_state(), step, sharding=exp.parallel.replicated)
-  except Exception as e:  # Orbax raises several types for a structure mismatch.
-    cause = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
-    saved = ckpt.restore_config(step)
-    changed = _diff(*(json.loads(c.to_json_best_effort()) for c in (saved, exp.config)))
-    if not changed:
-      raise checkpoint_lib.CheckpointMismatchError(
-        f"cannot restore checkpoint {step} in {ckpt.directory}: {cause}"
-      ) from e
+def _resume(exp: Experiment, ckpt: checkpoint_lib.Checkpointer):
+  """``(step, state, data_state)`` of the newest checkpoint that restores; ``(0, None, None)``.
+
+  A damaged checkpoint (cut short, emptied, garbage in its metadata, an item
+  missing) does not block the run: it is set aside as ``<step>.damaged`` and
+  the one before it is used. When none restores and the newest was saved with
+  other config fields, the run stops and names them: that is another
+  experiment, not damage.
+  """
+  failures = []
+  for step in sorted(ckpt.manager.all_steps(), reverse=True):
+    try:
+      state, data_state, _ = ckpt.restore(exp.abstract_state(), step, exp.parallel.replicated)
+    except Exception as e:  # noqa: BLE001 - Orbax raises many types for a bad checkpoint.
+      failures.append((step, e))
+      continue
+    _set_aside(ckpt, failures, f"resuming from step {step}")
+    return step, state, data_state
+  if not failures:
+    return 0, None, None
+  newest, error = failures[0]
+  changed = _changed_fields(exp, ckpt, newest)
+  if changed:
     raise checkpoint_lib.CheckpointMismatchError(
-      f"cannot restore checkpoint {step} in {ckpt.directory} with this config ({cause}); "
-      f"fields that differ from the saved config: {changed}. "
+      f"cannot restore checkpoint {newest} in {ckpt.directory} with this config "
+      f"({_cause(error)}); fields that differ from the saved config: {changed}. "
       "Use a fresh --workdir or the saved config."
-    ) from e
+    ) from error
+  _set_aside(ckpt, failures, "starting from step 0")
+  return 0, None, None
+
+
+def _set_aside(ckpt: checkpoint_lib.Checkpointer, failures, outcome: str) -> None:
+  if not failures:
+    return
+  causes = "; ".join(f"step {step}: {_cause(e)}" for step, e in failures)
+  ckpt.set_aside([step for step, _ in failures])
+  log.warning(
+    "damaged checkpoints in %s set aside as <step>.damaged (%s); %s",
+    ckpt.directory,
+    causes,
+    outcome,
+  )
+
+
+def _cause(error: Exception) -> str:
+  return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+
+
+def _changed_fields(exp: Experiment, ckpt: checkpoint_lib.Checkpointer, step: int) -> list[str]:
+  """Fields in which the saved config differs from this one (none when it is unreadable)."""
+  try:
+    saved = ckpt.restore_config(step)
+  except Exception:  # noqa: BLE001 - an unreadable config is damage, not a difference.
+    return []
+  return _diff(*(json.loads(c.to_json_best_effort()) for c in (saved, exp.config)))
 
 
 def _diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
