@@ -128,3 +128,20 @@ def test_evaluate_skips_a_damaged_newest_checkpoint(tmp_path, shrink):
   scores = evaluate_workdir(tmp_path, num_samples=2, num_examples=32, evals="")
   assert scores["step"] == 4 and np.isfinite(scores["eval/nll"])
   assert list(scores["report"]["damaged_checkpoints_skipped"]) == [6]
+
+
+def test_a_final_evaluation_lost_to_a_kill_is_recorded_by_the_restart(tmp_path, shrink):
+  config = _config(shrink, 4)
+  loop.train_and_evaluate(config, tmp_path)
+  path = tmp_path / "metrics.jsonl"
+
+  def evals():
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r for r in records if any(k.startswith("eval/") for k in r)]
+
+  assert [r["step"] for r in evals()] == [4]
+  kept = [line for line in path.read_text().splitlines() if "eval/" not in line]
+  path.write_text("".join(line + "\n" for line in kept))  # Killed before the record.
+  loop.train_and_evaluate(config, tmp_path)
+  loop.train_and_evaluate(config, tmp_path)  # Recorded once, not once per restart.
+  assert [r["step"] for r in evals()] == [4]

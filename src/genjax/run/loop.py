@@ -323,7 +323,11 @@ def train_and_evaluate(
     run.close()
   summary = dict(run.summary)
   if run.last_saved == tc.num_steps:
-    summary.update(run.evaluate(tc.num_steps, record=run.start < tc.num_steps))
+    # Under the signal handlers, so SIGTERM lets the evaluation finish instead of killing
+    # it; after a kill here, the restart evaluates again and records what was missing.
+    recorded = writers.has_record(run.workdir / "metrics.jsonl", tc.num_steps, "eval/")
+    with _Preemption():
+      summary.update(run.evaluate(tc.num_steps, record=run.start < tc.num_steps or not recorded))
   run.writer.flush()
   run.writer.close()
   return summary

@@ -84,6 +84,17 @@ def _step(line: str, default: int) -> int:
     return default + 1
 
 
+def has_record(path: str | os.PathLike, step: int, prefix: str) -> bool:
+  """Whether ``path`` (a metrics.jsonl) holds a value named ``<prefix>...`` at ``step``."""
+  path = epath.Path(path)
+  if jax.process_index() != 0 or not path.exists():
+    return False
+  for line in path.read_text().splitlines():
+    if _step(line, step) == step and any(k.startswith(prefix) for k in json.loads(line)):
+      return True
+  return False
+
+
 def create_writer(workdir: str | os.PathLike, resume_step: int | None = 0):
   """TensorBoard events + ``metrics.jsonl`` on process 0 (logging elsewhere).
 
