@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 
 
-def _check_keys(keys: jax.Array) -> None:
+def check_keys(keys: jax.Array) -> None:
+  """Refuses anything but a typed per-example key array of shape [B]."""
   # Legacy uint32 keys of shape [B, 2] would silently vmap to the wrong batch size.
   if not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
     raise TypeError(
@@ -36,7 +37,7 @@ def normal(keys: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Ar
   Returns:
     Array of shape ``[B, *shape]``; row ``i`` depends only on ``keys[i]``.
   """
-  _check_keys(keys)
+  check_keys(keys)
   draw = functools.partial(jax.random.normal, shape=tuple(shape), dtype=dtype)
   return jax.vmap(draw)(keys)
 
@@ -60,7 +61,7 @@ def uniform(
   Returns:
     Array of shape ``[B, *shape]``; row ``i`` depends only on ``keys[i]``.
   """
-  _check_keys(keys)
+  check_keys(keys)
   draw = functools.partial(
     jax.random.uniform, shape=tuple(shape), dtype=dtype, minval=minval, maxval=maxval
   )
@@ -77,7 +78,7 @@ def bernoulli(keys: jax.Array, p: jax.Array) -> jax.Array:
   Returns:
     Boolean array with the shape of ``p``; row ``i`` depends only on ``keys[i]``.
   """
-  _check_keys(keys)
+  check_keys(keys)
   return jax.vmap(jax.random.bernoulli)(keys, p)
 
 
@@ -91,7 +92,7 @@ def randint(keys: jax.Array, maxval: int) -> jax.Array:
   Returns:
     int32 array of shape ``[B]``; entry ``i`` depends only on ``keys[i]``.
   """
-  _check_keys(keys)
+  check_keys(keys)
   draw = functools.partial(jax.random.randint, shape=(), minval=0, maxval=int(maxval))
   return jax.vmap(draw)(keys).astype(jnp.int32)
 
@@ -107,7 +108,7 @@ def split(keys: jax.Array, num: int = 2) -> jax.Array:
     Typed key array of shape ``[num, B]``, so ``split(keys, 2)[0]`` is again a
     per-example ``[B]`` key array.
   """
-  _check_keys(keys)
+  check_keys(keys)
   return jax.vmap(functools.partial(jax.random.split, num=num), out_axes=1)(keys)
 
 
@@ -121,7 +122,7 @@ def fold_in(keys: jax.Array, data) -> jax.Array:
   Returns:
     Typed key array of shape ``[B]``.
   """
-  _check_keys(keys)
+  check_keys(keys)
   return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
 
 

@@ -46,7 +46,8 @@ MODEL_VARIANCES = ("beta", "posterior")
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def _check_choice(kind: str, value: str, allowed: tuple[str, ...]) -> None:
+def check_choice(kind: str, value: str, allowed: tuple[str, ...]) -> None:
+  """Refuses a named option outside ``allowed`` (schedules, parameterizations, ...)."""
   if value not in allowed:
     raise ValueError(f"unknown {kind} {value!r}; allowed: {list(allowed)}")
 
@@ -114,7 +115,7 @@ def make_betas(
   Returns:
     float64 NumPy array ``[T]``.
   """
-  _check_choice("schedule", name, SCHEDULES)
+  check_choice("schedule", name, SCHEDULES)
   if name == "linear":
     return linear_betas(num_steps, beta_start, beta_end)
   return cosine_betas(num_steps)
@@ -366,7 +367,7 @@ def predict_x0_eps(
     >>> bool(jnp.allclose(q_sample(sched, x0, t, eps), x_t))
     True
   """
-  _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+  check_choice("parameterization", parameterization, PARAMETERIZATIONS)
   if parameterization == "eps":
     return x0_from_eps(schedule, x_t, t, output), output
   if parameterization == "x0":
@@ -378,7 +379,7 @@ def training_target(
   schedule: Schedule, parameterization: str, x0: jax.Array, eps: jax.Array, t: jax.Array
 ) -> jax.Array:
   """Regression target of a parameterization: ε, x_0 or v, shape ``[B, ...]``."""
-  _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+  check_choice("parameterization", parameterization, PARAMETERIZATIONS)
   if parameterization == "eps":
     return eps
   if parameterization == "x0":
@@ -492,7 +493,7 @@ def model_mean_variance(
     ``(mean [B, ...], variance [B, 1, ...], log_variance [B, 1, ...])``; the mean
     is the posterior mean of q(x_{t-1} | x_t, x0_hat).
   """
-  _check_choice("model_variance", model_variance, MODEL_VARIANCES)
+  check_choice("model_variance", model_variance, MODEL_VARIANCES)
   mean, posterior_var, posterior_log_var = q_posterior(schedule, x0_hat, x_t, t)
   if model_variance == "posterior":
     return mean, posterior_var, posterior_log_var
@@ -620,8 +621,8 @@ def per_example_loss(
     >>> per_example_loss(sched, "eps", "simple", eps, x0, eps, t, x_t)
     Array([0., 0.], dtype=float32)
   """
-  _check_choice("weighting", weighting, WEIGHTINGS)
-  _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+  check_choice("weighting", weighting, WEIGHTINGS)
+  check_choice("parameterization", parameterization, PARAMETERIZATIONS)
   if weighting == "vlb":
     x0_hat, _ = predict_x0_eps(schedule, parameterization, x_t, t, model_output)
     return vlb_term(schedule, model_variance, x0, x_t, t, x0_hat)
@@ -654,7 +655,7 @@ def sample_timesteps(keys: jax.Array, num_steps: int) -> jax.Array:
     >>> t.shape, t.dtype, bool(((t >= 0) & (t < 1000)).all())
     ((4,), dtype('int32'), True)
   """
-  random._check_keys(keys)
+  random.check_keys(keys)
   draw = functools.partial(jax.random.randint, shape=(), minval=0, maxval=num_steps)
   return jax.vmap(draw)(keys).astype(jnp.int32)
 

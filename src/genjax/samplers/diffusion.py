@@ -141,8 +141,8 @@ def ddpm_sample(
     >>> x0.shape, traj.shape, bool(jnp.all(traj[-1] == x0))
     ((2, 3), (4, 2, 3), True)
   """
-  dm._check_choice("parameterization", parameterization, dm.PARAMETERIZATIONS)
-  dm._check_choice("model_variance", model_variance, dm.MODEL_VARIANCES)
+  dm.check_choice("parameterization", parameterization, dm.PARAMETERIZATIONS)
+  dm.check_choice("model_variance", model_variance, dm.MODEL_VARIANCES)
   num_steps, b = schedule.num_steps, x_T.shape[0]
   ts = np.arange(num_steps - 1, -1, -1, dtype=np.int32)
   slots = _trajectory_slots(num_steps, trajectory_steps) if return_trajectory else None
@@ -237,7 +237,7 @@ def ddim_sample(
     >>> x0.shape
     (2, 3)
   """
-  dm._check_choice("parameterization", parameterization, dm.PARAMETERIZATIONS)
+  dm.check_choice("parameterization", parameterization, dm.PARAMETERIZATIONS)
   ts = np.asarray(timesteps, dtype=np.int64)
   _check_timesteps(ts, schedule.num_steps)
   b = x_T.shape[0]
