@@ -280,5 +280,5 @@ def test_evaluate_refuses_bad_counts_and_missing_runs(tmp_path, flag, expected):
   result = subprocess.run(command, capture_output=True, text=True, timeout=300)
   assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
   result = subprocess.run(command[:-1], capture_output=True, text=True, timeout=300)
-  assert result.returncode == 2 and "no checkpoints in" in result.stderr
+  assert result.returncode == 2 and "no checkpoint in" in result.stderr
   assert not (tmp_path / "nowhere").exists()  # Nothing created where nothing was.

@@ -180,7 +180,7 @@ def evaluate_workdir(
   """
   directory = checkpoint_lib.as_path(workdir) / "checkpoints"
   if not directory.is_dir():  # Checked first: opening it would create it.
-    raise FileNotFoundError(f"no checkpoints in {directory}; is --workdir a training run's?")
+    raise FileNotFoundError(f"no checkpoint in {directory}; is --workdir a training run's?")
   ckpt = checkpoint_lib.Checkpointer(directory)
   try:
     candidates = [step] if step is not None else sorted(ckpt.manager.all_steps(), reverse=True)
