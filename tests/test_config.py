@@ -1,5 +1,6 @@
 """Config validation: every bad field is named with its allowed values, before compiling."""
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -299,3 +300,56 @@ def test_launcher_reports_a_bad_command_line_in_one_line(args, expected, tmp_pat
   assert "Traceback" not in result.stderr
   ours = [line for line in result.stderr.splitlines() if line.startswith("genjax:")]
   assert len(ours) == 1 and expected in ours[0], result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+  "overrides, expected",
+  [
+    (
+      ["--config.model.hidden_sizes=()"],
+      "config.model.hidden_sizes=(): must be a non-empty sequence",
+    ),
+    (["--config.optimizer.b1=1.5"], "config.optimizer.b1=1.5: must be in [0, 1)"),
+    (
+      ["--config.optimizer.warmup_steps=100", "--config.train.num_steps=50"],
+      "the warm-up would never end",
+    ),
+    (["--config.eval.num_images=301"], "the test split of 'digits' has 300 examples"),
+    (["--config.seed=-1"], "config.seed=-1: must be an integer >= 0"),
+    (["--config.optimizer.eps=-1e-8"], "config.optimizer.eps=-1e-08: must be > 0"),
+  ],
+)
+def test_meaningless_values_are_refused_in_one_line(overrides, expected, tmp_path):
+  result = _launch(*overrides, tmp_path=tmp_path)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert expected in result.stderr, result.stderr[-2000:]
+
+
+def test_a_workdir_that_is_a_file_is_refused(tmp_path):
+  (tmp_path / "run").write_text("not a directory")
+  result = _launch(tmp_path=tmp_path)
+  assert result.returncode == 2 and "is a file; give a directory" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_a_workdir_that_cannot_be_written_is_refused(tmp_path):
+  # sysfs refuses new directories even to root, unlike a chmod-ed one.
+  workdir = pathlib.Path("/sys/genjax_cannot_write_here")
+  try:
+    workdir.mkdir()
+  except OSError:
+    pass
+  else:
+    workdir.rmdir()
+    pytest.skip("/sys accepted a directory here; no read-only place to test with")
+  command = [
+    sys.executable,
+    "-m",
+    "genjax.main",
+    f"--config={REPO / 'experiments/configs/vae_digits.py'}",
+  ]
+  result = subprocess.run(
+    command + [f"--workdir={workdir}"], capture_output=True, text=True, cwd=REPO, timeout=300
+  )
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert f"--workdir={workdir}: cannot write there" in result.stderr, result.stderr[-2000:]

@@ -48,7 +48,7 @@ DATA = {
 MODEL = {
   "architecture": F("mlp", "network kind; each family lists what it builds"),
   "hidden_sizes": F(
-    (512, 256), "MLP layers (encoder; reversed for the decoder)", positive_ints=True
+    (512, 256), "MLP layers (encoder; reversed for the decoder)", positive_ints=True, nonempty=True
   ),
   "conv_channels": F(
     (32, 64), "conv encoder channels per stride-2 stage", positive_ints=True, nonempty=True
@@ -288,6 +288,16 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     "eval.batch_size",
     c.eval.batch_size,
     f"must be a multiple of the {n} devices",
+  )
+  warmup = c.optimizer.warmup_steps
+  _check(
+    errors,
+    not (
+      isinstance(warmup, int) and isinstance(c.train.num_steps, int) and warmup >= c.train.num_steps
+    ),
+    "optimizer.warmup_steps",
+    warmup,
+    f"must be below config.train.num_steps={c.train.num_steps} (the warm-up would never end)",
   )
   errors.extend(suite.config_errors(c))
   if family is not None:

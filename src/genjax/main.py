@@ -55,7 +55,15 @@ def main(argv):
   writers.configure_logging()
   try:
     summary = loop.train_and_evaluate(config, _WORKDIR.value)
-  except (config_lib.ConfigError, FileNotFoundError, checkpoint.CheckpointMismatchError) as e:
+  except (
+    config_lib.ConfigError,
+    FileNotFoundError,
+    checkpoint.CheckpointMismatchError,
+    FloatingPointError,  # A diverged run: the message names the fields to change.
+    NotADirectoryError,
+    PermissionError,
+    checkpoint.WorkdirInUseError,
+  ) as e:
     _fail(e)
   if jax.process_index() == 0:
     print(json.dumps(summary, indent=1, sort_keys=True))

@@ -113,6 +113,7 @@ def test_a_folder_trains_and_evaluates_end_to_end(tmp_path, shrink):
   c = shrink(config_lib.defaults(), num_steps=3)
   c.data.update(name=f"folder:{tmp_path / 'imgs'}", preprocess="scale_01", image_size=8)
   c.model.update(hidden_sizes=(16,), latent_dim=2, conditional=True)
+  c.eval.num_images = 3  # The whole test split: every 20th of 60 images.
   c.family = "vae"
   summary = loop.train_and_evaluate(c, tmp_path / "run")
   assert np.isfinite(summary["eval/nll"]) and summary["eval/num_examples"] == 3

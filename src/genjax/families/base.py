@@ -67,6 +67,8 @@ class Family:
   sections: dict[str, fields.Section] = {}
   # Narrower rules for common fields, by dotted path ("model.architecture").
   narrowed: dict[str, fields.Field] = {}
+  # The fields that set this family's learning rates (named when training diverges).
+  learning_rate_fields: tuple[str, ...] = ("optimizer.learning_rate",)
   # Whether :meth:`sample` generates new data (sample-quality metrics need it).
   can_sample = False
   # Whether the model takes the label (class-conditional generation).

@@ -84,6 +84,7 @@ class GANFamily(Family):
 
   can_sample = True
   sections = {"gan": GAN}
+  learning_rate_fields = ("gan.g_learning_rate", "gan.d_learning_rate")
 
   def __init__(self, config: ml_collections.ConfigDict, data):
     super().__init__(config, data)

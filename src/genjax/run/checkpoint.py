@@ -1,7 +1,9 @@
 """Orbax checkpoints of the train state, the data position and the config."""
 
+import fcntl
 import json
 import os
+import socket
 from typing import Any
 
 import jax
@@ -19,6 +21,66 @@ def as_path(path: str | os.PathLike) -> epath.Path:
   """A local path (made absolute) or a cloud one (``gs://...``), as one type."""
   text = os.fspath(path)
   return epath.Path(text if "://" in text else os.path.abspath(text))
+
+
+class WorkdirInUseError(RuntimeError):
+  """Another run holds the workdir."""
+
+
+class WorkdirLock:
+  """An exclusive lock on a local workdir, held while a run trains in it.
+
+  ``<workdir>/.lock`` names the holder (pid and host). The lock is an
+  ``flock``: the kernel drops it when its process dies, so a stale lock is
+  taken over without a step. Only process 0 of a job takes it; object stores
+  (``gs://``) have no such lock and are not locked.
+  """
+
+  def __init__(self, workdir: epath.Path):
+    self.path = workdir / ".lock"
+    self._file = None
+
+  def __enter__(self):
+    if jax.process_index() != 0 or "://" in os.fspath(self.path):
+      return self
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(os.fspath(self.path), "a+")  # noqa: SIM115 - held until __exit__.
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      handle.seek(0)
+      holder = handle.read().strip() or "another process"
+      handle.close()
+      raise WorkdirInUseError(
+        f"--workdir={self.path.parent} is in use by {holder}; stop that run or use another workdir"
+      ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+    handle.flush()
+    self._file = handle
+    return self
+
+  def __exit__(self, *exc):
+    if self._file is not None:
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
+      self._file = None
+
+
+def check_workdir(workdir: epath.Path) -> None:
+  """Refuses a workdir that is a file or cannot be written, before any work."""
+  if "://" in os.fspath(workdir):
+    return
+  if workdir.exists() and not workdir.is_dir():
+    raise NotADirectoryError(f"--workdir={workdir} is a file; give a directory")
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = workdir / f".write-test-{os.getpid()}"
+    probe.write_text("")
+    probe.unlink()
+  except OSError as e:
+    raise PermissionError(f"--workdir={workdir}: cannot write there ({e.strerror or e})") from e
 
 
 class CheckpointMismatchError(RuntimeError):

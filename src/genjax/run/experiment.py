@@ -134,6 +134,12 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
     manual_dir=data_cfg.manual_dir or None,
     image_size=data_cfg.image_size,
   )
+  test_size = len(dataset.test["label"])
+  if config.eval.num_images > test_size:
+    raise config_lib.ConfigError(
+      f"config.eval.num_images={config.eval.num_images}: the test split of {dataset.name!r} "
+      f"has {test_size} examples; ask for at most that many"
+    )
   family = build_family(config, data_info(dataset, data_cfg.preprocess))
   samples = suite.SampleEvaluator(config, dataset, family, parallel)
   errors = suite.compatibility_errors(samples.evals, family, dataset)

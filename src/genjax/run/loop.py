@@ -27,6 +27,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from genjax import config as config_lib
 from genjax.core.train_state import TrainState, num_params
 from genjax.run import checkpoint as checkpoint_lib
 from genjax.run import evaluation, writers
@@ -126,6 +127,11 @@ class _Run:
     )
     self.data = exp.train_iterator()
     self.start, state, data_state = _resume(exp, self.ckpt)
+    if self.start > tc.num_steps:
+      raise config_lib.ConfigError(
+        f"config.train.num_steps={tc.num_steps}: {workdir} already holds step {self.start}; "
+        "raise num_steps to train on, or use genjax.evaluate to score it"
+      )
     if self.start:
       self.data.set_state(data_state)
     else:
@@ -218,9 +224,10 @@ class _Run:
       if self.last_saved
       else f"there is no last good checkpoint (none was written before step {step})"
     )
+    rates = " or ".join(f"config.{f}" for f in self.exp.family.learning_rate_fields)
     return (
-      f"non-finite values at step {step}; {kept}. Lower "
-      "config.optimizer.learning_rate or set config.optimizer.grad_clip_norm."
+      f"non-finite values at step {step}; {kept}. Lower {rates} "
+      "or set config.optimizer.grad_clip_norm."
     )
 
   def close(self) -> None:
@@ -289,8 +296,14 @@ def train_and_evaluate(
   Returns:
     The last logged train metrics and the final evaluation metrics.
   """
-  exp = build(config)
-  run = _Run(exp, checkpoint_lib.as_path(workdir))
+  workdir = checkpoint_lib.as_path(workdir)
+  checkpoint_lib.check_workdir(workdir)
+  with checkpoint_lib.WorkdirLock(workdir):  # One run per workdir.
+    return _train(build(config), workdir)
+
+
+def _train(exp: Experiment, workdir: epath.Path) -> dict[str, float]:
+  run = _Run(exp, workdir)
   tc = exp.config.train
   train_step = exp.compile_train_step()
   show = tc.progress_bar and sys.stderr.isatty()
