@@ -41,6 +41,8 @@ def shrink(config, num_steps=2):
   """Turns any config into a seconds-long run: small batches, tiny evaluation."""
   c = config
   c.train.num_steps = num_steps
+  # A warm-up must end within the run (validation refuses one that cannot).
+  c.optimizer.warmup_steps = min(c.optimizer.warmup_steps, num_steps - 1)
   c.train.batch_size = 16
   c.train.log_every = 1
   c.train.checkpoint_every = num_steps
