@@ -3,8 +3,8 @@
 ``python benchmarks/soak.py --configs=vae_digits,gan_ring8,ddpm_ring8 --kills=5``
 trains each config once without interruption, then again in another workdir,
 killing the process ``--kills`` times at uniformly random moments (seeded;
-within the uninterrupted run's duration, imports and compilation included)
-and restarting it until it finishes. It compares the final parameters, EMA
+within the first half of the uninterrupted run's duration, imports and
+compilation included) and restarting it until it finishes. It compares the final parameters, EMA
 and optimizer state bit for bit, and checks that ``metrics.jsonl`` holds every
 logged step once. The figures go to ``bench_results/soak.json``.
 """
@@ -84,7 +84,7 @@ def soak(name: str, root: pathlib.Path, rng: np.random.Generator) -> dict:
     )
     restarts += 1
     if kills < _KILLS.value:
-      deadline = time.monotonic() + rng.uniform(0.5, duration)
+      deadline = time.monotonic() + rng.uniform(0.5, duration / 2)
       while process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
       if process.poll() is None:
