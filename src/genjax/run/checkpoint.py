@@ -23,6 +23,11 @@ def as_path(path: str | os.PathLike) -> epath.Path:
   return epath.Path(text if "://" in text else os.path.abspath(text))
 
 
+def describe(error: Exception) -> str:
+  """An error's type and first line: why a checkpoint could not be read, in a log line."""
+  return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+
+
 class WorkdirInUseError(RuntimeError):
   """Another run holds the workdir."""
 

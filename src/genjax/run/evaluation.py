@@ -203,7 +203,7 @@ def evaluate_workdir(
       except Exception as e:  # noqa: BLE001 - Orbax raises many types for a bad checkpoint.
         if len(candidates) == 1:
           raise FileNotFoundError(f"checkpoint {step} in {directory} cannot be read: {e}") from e
-        skipped[step] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+        skipped[step] = checkpoint_lib.describe(e)
     else:
       raise FileNotFoundError(f"no checkpoint in {directory} can be read: {skipped}")
   finally:

@@ -371,7 +371,7 @@ def _resume(exp: Experiment, ckpt: checkpoint_lib.Checkpointer):
   if changed:
     raise checkpoint_lib.CheckpointMismatchError(
       f"cannot restore checkpoint {newest} in {ckpt.directory} with this config "
-      f"({_cause(error)}); fields that differ from the saved config: {changed}. "
+      f"({checkpoint_lib.describe(error)}); fields that differ from the saved config: {changed}. "
       "Use a fresh --workdir or the saved config."
     ) from error
   _set_aside(ckpt, failures, "starting from step 0")
@@ -381,7 +381,7 @@ def _resume(exp: Experiment, ckpt: checkpoint_lib.Checkpointer):
 def _set_aside(ckpt: checkpoint_lib.Checkpointer, failures, outcome: str) -> None:
   if not failures:
     return
-  causes = "; ".join(f"step {step}: {_cause(e)}" for step, e in failures)
+  causes = "; ".join(f"step {step}: {checkpoint_lib.describe(e)}" for step, e in failures)
   ckpt.set_aside([step for step, _ in failures])
   log.warning(
     "damaged checkpoints in %s set aside as <step>.damaged (%s); %s",
@@ -389,10 +389,6 @@ def _set_aside(ckpt: checkpoint_lib.Checkpointer, failures, outcome: str) -> Non
     causes,
     outcome,
   )
-
-
-def _cause(error: Exception) -> str:
-  return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
 
 
 def _changed_fields(exp: Experiment, ckpt: checkpoint_lib.Checkpointer, step: int) -> list[str]:
