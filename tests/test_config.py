@@ -353,3 +353,15 @@ def test_a_workdir_that_cannot_be_written_is_refused(tmp_path):
   )
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert f"--workdir={workdir}: cannot write there" in result.stderr, result.stderr[-2000:]
+
+
+def test_an_old_vae_config_with_an_unused_num_samples_still_loads():
+  saved = _base().to_dict()
+  saved["objective"].pop("bound")  # Saved before the field existed.
+  saved["objective"]["num_samples"] = 5  # Ignored by a vae then; refused now.
+  c = config_lib.complete(saved)
+  assert c.objective.num_samples == 1
+  config_lib.validate(c, num_devices=1)
+  saved["family"] = "iwae"  # Where it had an effect, it is kept.
+  c = config_lib.complete(saved)
+  assert c.objective.num_samples == 5 and c.objective.bound == "iwae"

@@ -143,8 +143,11 @@ def complete(saved: dict) -> ml_collections.ConfigDict:
   """
   c = defaults()
   _merge(c, saved)
-  # Settings that never had an effect (e.g. weight_decay with adam, refused since).
-  fields.reset_ignored(c, OPTIMIZER, "optimizer")
+  # Settings that never had an effect (weight_decay with adam, a VAE's num_samples),
+  # refused since: reset in every section, with the family's preset applied first.
+  c = resolve(c)
+  for name, section in (COMMON | family_sections()).items():
+    fields.reset_ignored(c, section, name)
   return c
 
 
