@@ -359,8 +359,9 @@ def _check_dataset(errors, name):
   if name in sources.SHIPPED_DATASETS or str(name).startswith(records.PREFIX):
     return
   if not sources.is_tfds_name(name):
+    close = sources.closest_name(name)
     errors.append(
-      f"config.data.name={name!r}: allowed: a shipped dataset "
+      f"config.data.name={name!r}: {f'did you mean {close!r}? ' if close else ''}allowed: a shipped dataset "
       f"({', '.join(sources.SHIPPED_DATASETS)}), a tensorflow-datasets name or "
       "'folder:/path/to/images'"
     )

@@ -41,8 +41,11 @@ _SET = flags.DEFINE_multi_string(
   "set",
   [],
   "Config override field=value for this evaluation, e.g. diffusion.sampler=ddpm or "
-  "diffusion.guidance_scale=3 (repeatable). Results then go only to --output.",
+  "diffusion.guidance_scale=3 (repeatable; --config.diffusion.sampler=ddpm is the same). "
+  "Results then go only to --output.",
 )
+# ``--config.<field>=<value>`` as in training, taken out before absl sees them.
+_CONFIG_OVERRIDES: list[str] = []
 _OUTPUT = flags.DEFINE_string("output", None, "JSON output file (default: workdir/eval.json).")
 flags.mark_flag_as_required("workdir")
 
@@ -75,7 +78,7 @@ def main(argv):
       test_metrics=_TEST_METRICS.value,
       batch_size=_BATCH_SIZE.value,
       step=_STEP.value,
-      overrides=_SET.value,
+      overrides=_SET.value + _CONFIG_OVERRIDES,
       progress=sys.stderr.isatty(),
     )
   except (FileNotFoundError, ConfigError) as e:
@@ -88,9 +91,18 @@ def main(argv):
   print(text)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  for arg in argv[1:]:
+    if arg.startswith("--config."):
+      _CONFIG_OVERRIDES.append(arg[len("--config.") :])
+  return flags.FLAGS([a for a in argv if not a.startswith("--config.")])
+
+
 def run():
   """Console entry point ``genjax-evaluate``."""
-  app.run(main)
+  from genjax.run import cli
+
+  app.run(main, flags_parser=cli.help_parser(__name__, _parse_flags))
 
 
 if __name__ == "__main__":

@@ -94,7 +94,9 @@ def main(argv):
 
 def run():
   """Console entry point ``genjax-launch``."""
-  app.run(main)
+  from genjax.run import cli
+
+  app.run(main, flags_parser=cli.help_parser(__name__))
 
 
 if __name__ == "__main__":

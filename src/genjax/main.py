@@ -6,7 +6,6 @@ one call to :func:`genjax.run.loop.train_and_evaluate`, which a notebook
 can make directly.
 """
 
-import json
 import sys
 
 import jax
@@ -19,7 +18,10 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Run directory; an existing one with checkpoints is resumed."
 )
-flags.mark_flags_as_required(["config", "workdir"])
+_LIST = flags.DEFINE_bool("list_configs", False, "List the shipped experiment configs and exit.")
+_PRINT = flags.DEFINE_bool(
+  "print_config", False, "Print the config (with its overrides applied) and exit."
+)
 # Multi-host: given here, or found by JAX's cluster detection (SLURM, Open MPI, Cloud TPU)
 # when config.train.distributed is set. genjax.launch sets them for local processes.
 _COORDINATOR = flags.DEFINE_string(
@@ -41,7 +43,23 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from genjax import config as config_lib  # Import after flags parse (fast --help).
+  from genjax.run import cli, writers
 
+  if _LIST.value:
+    print(cli.list_configs())
+    return
+  if _CONFIG.value is None:
+    cli.fail(
+      "genjax",
+      "--config is required, e.g. --config=experiments/configs/vae_digits.py "
+      "(--list_configs shows them all)",
+    )
+  if _PRINT.value:
+    print(_CONFIG.value)
+    return
+  if not _WORKDIR.value:
+    cli.fail("genjax", "--workdir is required: the run directory (an existing one is resumed)")
+  writers.configure_logging()  # Before anything it quiets is loaded.
   config = _CONFIG.value
   _initialize_distributed(config.train.distributed)
   try:
@@ -50,9 +68,8 @@ def main(argv):
     config_lib.validate(config)
   except config_lib.ConfigError as e:
     _fail(e)
-  from genjax.run import checkpoint, loop, writers
+  from genjax.run import checkpoint, loop
 
-  writers.configure_logging()
   try:
     summary = loop.train_and_evaluate(config, _WORKDIR.value)
   except (
@@ -66,7 +83,8 @@ def main(argv):
   ) as e:
     _fail(e)
   if jax.process_index() == 0:
-    print(json.dumps(summary, indent=1, sort_keys=True))
+    evals = {k: v for k, v in summary.items() if k.startswith("eval/")}
+    print(f"done: {loop.brief(evals or summary)}")
     print(f"outputs: {_WORKDIR.value} (metrics.jsonl, tensorboard/, images/, checkpoints/)")
 
 
@@ -94,7 +112,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad config file or override reported in one line (status 2)."""
   try:
     remaining = flags.FLAGS(argv)
-    if "--help" not in argv and "--helpfull" not in argv:
+    if "--helpfull" not in argv and _CONFIG.value is not None:
       _CONFIG.value.train  # noqa: B018 - the file loads lazily: fail here, not in main.
     return remaining
   except Exception as e:  # noqa: BLE001 - the parser raises many types; the user needs one line.
@@ -120,7 +138,9 @@ def _describe(error: Exception, argv: list[str]) -> str:
 
 def run():
   """Console entry point ``genjax``."""
-  app.run(main, flags_parser=_parse_flags)
+  from genjax.run import cli
+
+  app.run(main, flags_parser=cli.help_parser(__name__, _parse_flags))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """VQ-VAE, PixelCNN and the two-stage PixelCNN prior as families of the training loop."""
 
+import json
 import math
 
 import jax
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from family_runs import assert_resume_is_bit_identical
 
+import genjax
 from genjax import config as config_lib
 from genjax.core.parallel import AXIS
 from genjax.data import preprocessing
@@ -249,3 +251,26 @@ def test_prior_config_errors_name_the_first_stage(tmp_path, first_stage):
     config_lib.validate(c, 1)
   assert "config.prior.vqvae_workdir=''" in str(e.value)
   assert "config.prior.sample_from='gaussian'" in str(e.value)
+
+
+def test_prior_bundle_carries_its_first_stage(first_stage, tmp_path):
+  loop.train_and_evaluate(_prior_config(first_stage), tmp_path / "run")
+  model = genjax.load(tmp_path / "run")
+  x = model.sample(8, seed=4)
+  assert x.shape == (8, 8, 8, 1)
+  bundle = model.export(tmp_path / "bundle")
+  meta = json.loads((bundle / "bundle.json").read_text())
+  meta["config"]["prior"]["vqvae_workdir"] = str(tmp_path / "moved away")
+  (bundle / "bundle.json").write_text(json.dumps(meta))
+  loaded = genjax.load(bundle)
+  np.testing.assert_array_equal(loaded.sample(8, seed=4), x)
+  uniform = loaded.sample(8, seed=4, sample_from="uniform")
+  assert uniform.shape == x.shape and np.abs(uniform - x).max() > 0
+  # The first stage itself: code maps and images back.
+  vqvae = genjax.load(first_stage)
+  images = experiment.build(_prior_config(first_stage), jax.devices()[:1]).dataset.test["image"][:4]
+  codes = vqvae.encode(images)
+  assert codes.shape == (4, 2, 2) and codes.dtype == np.int32
+  assert vqvae.decode(codes).shape == (4, 8, 8, 1)
+  with pytest.raises(ValueError, match="discrete codes"):
+    vqvae.interpolate(images[:2], images[2:])

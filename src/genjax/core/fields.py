@@ -8,6 +8,7 @@ broken rule into one line that names the field, its value and what is allowed.
 """
 
 import dataclasses
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,7 +50,9 @@ class Field:
     """Why ``value`` is not allowed, or None when it is."""
     if self.choices is not None:
       if value not in self.choices:
-        return "allowed: " + ", ".join(repr(c) if c == "" else str(c) for c in self.choices)
+        allowed = "allowed: " + ", ".join(repr(c) if c == "" else str(c) for c in self.choices)
+        close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+        return (f"did you mean {close[0]!r}? " if close else "") + allowed
       return None
     if self.positive_ints:
       items = value if isinstance(value, (tuple, list)) else None

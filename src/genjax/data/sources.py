@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import fcntl
 import os
+import pathlib
 import socket
 import tempfile
 import threading
@@ -263,6 +265,15 @@ def is_tfds_name(name: str) -> bool:
   return name.split(":")[0].split("/")[0] in known
 
 
+def closest_name(name: str) -> str | None:
+  """The shipped or tfds dataset name nearest a mistyped ``name``, for a "did you mean"."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  names = list(SHIPPED_DATASETS) + tfds.list_builders(with_community_datasets=False)
+  close = difflib.get_close_matches(name.split(":")[0].split("/")[0], names, n=1)
+  return close[0] if close else None
+
+
 def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
@@ -333,8 +344,15 @@ def file_lock(path: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
+# Where an offline copy of the raw files sits when no flag or variable names one:
+# ``shared/data`` beside the checkout genjax runs from.
+_BESIDE_CHECKOUT = pathlib.Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
 def _resolve_manual_dir(name: str, manual_dir: str | None) -> str | None:
   manual_dir = manual_dir or os.environ.get("GENJAX_MANUAL_DIR") or None
+  if manual_dir is None and _BESIDE_CHECKOUT.is_dir():
+    manual_dir = str(_BESIDE_CHECKOUT)
   if manual_dir is None:
     return None
   manual_dir = os.path.expanduser(manual_dir)

@@ -49,6 +49,12 @@ def make_grid(
   return grid
 
 
+def readable(image: np.ndarray, long_side: int = 256) -> np.ndarray:
+  """``image [H, W, ...]`` enlarged by a whole factor (pixels kept sharp) to at least ``long_side``."""
+  factor = max(1, -(-long_side // max(image.shape[:2])))
+  return np.repeat(np.repeat(np.asarray(image), factor, axis=0), factor, axis=1)
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
   """Converts floats in [0, 1] to uint8 with clipping (uint8 input passes through)."""
   image = np.asarray(image)

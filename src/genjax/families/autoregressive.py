@@ -256,6 +256,7 @@ class VQPriorFamily(_AutoregressiveBase):
 
   def __init__(self, config, data, first_stage: tuple[VQVAEFamily, dict]):
     """``first_stage``: the trained VQ-VAE family and its evaluation variables."""
+    self.first_stage = first_stage  # Kept whole: a variant of this family is built with it.
     self.vqvae, self._first_stage = first_stage
     self.sample_from = config.prior.sample_from
     super().__init__(config, data, self.vqvae.num_embeddings, self.vqvae.code_shape, "categorical")

@@ -2,9 +2,10 @@
 
 import fcntl
 import json
+import logging
 import os
 import socket
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -13,6 +14,8 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from genjax import config as config_lib
+
+log = logging.getLogger("genjax")
 
 ITEMS = ("state", "data", "config")
 
@@ -26,6 +29,40 @@ def as_path(path: str | os.PathLike) -> epath.Path:
 def describe(error: Exception) -> str:
   """An error's type and first line: why a checkpoint could not be read, in a log line."""
   return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+
+
+def newest_readable(ckpt: "Checkpointer", step: int | None, read: Callable[[int], Any]):
+  """``(step, read(step), skipped)`` for ``step``, or else for the newest checkpoint that reads.
+
+  Damaged checkpoints are skipped with a warning naming each and why
+  (``skipped``: ``{step: reason}``); they stay where they are (only training
+  sets them aside).
+
+  Raises:
+    FileNotFoundError: no checkpoint, or none that reads (each named with its error).
+    ConfigError: from ``read``, raised at once: the saved config is at fault, not damage.
+  """
+  candidates = [step] if step is not None else sorted(ckpt.manager.all_steps(), reverse=True)
+  if not candidates:
+    raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
+  skipped = {}
+  for candidate in candidates:
+    try:
+      result = read(candidate)
+    except config_lib.ConfigError:
+      raise
+    except Exception as e:  # noqa: BLE001 - Orbax raises many types for a bad checkpoint.
+      skipped[candidate] = describe(e)
+      continue
+    if skipped:
+      log.warning("damaged checkpoints skipped: %s; using step %d", skipped, candidate)
+    return candidate, result, skipped
+  if len(candidates) == 1:
+    only = candidates[0]
+    raise FileNotFoundError(
+      f"checkpoint {only} in {ckpt.directory} cannot be read: {skipped[only]}"
+    )
+  raise FileNotFoundError(f"no checkpoint in {ckpt.directory} can be read: {skipped}")
 
 
 class WorkdirInUseError(RuntimeError):
@@ -159,7 +196,7 @@ class Checkpointer:
         config=ocp.args.JsonRestore(),
       ),
     )
-    _check_shapes(target, restored.state, step)
+    check_shapes(target, restored.state, f"checkpoint {step}")
     return restored.state, restored.data, restored.config
 
   def restore_config(self, step: int | None = None) -> ml_collections.ConfigDict:
@@ -194,8 +231,12 @@ class Checkpointer:
     self.manager.close()
 
 
-def _check_shapes(target: Any, restored: Any, step: int) -> None:
-  """Host-saved arrays restore at their saved shapes: compare with the model's."""
+def check_shapes(target: Any, restored: Any, source) -> None:
+  """Host-saved arrays restore at their saved shapes: compare with the model's.
+
+  Raises:
+    ValueError: naming ``source`` (a step or file) and the first mismatches.
+  """
   bad = []
 
   def check(path, want, got):
@@ -207,4 +248,4 @@ def _check_shapes(target: Any, restored: Any, step: int) -> None:
 
   jax.tree_util.tree_map_with_path(check, target, restored)
   if bad:
-    raise ValueError(f"checkpoint {step} does not match the model: " + "; ".join(bad[:5]))
+    raise ValueError(f"{source} does not match the model: " + "; ".join(bad[:5]))

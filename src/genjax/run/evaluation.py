@@ -182,34 +182,22 @@ def evaluate_workdir(
   if not directory.is_dir():  # Checked first: opening it would create it.
     raise FileNotFoundError(f"no checkpoint in {directory}; is --workdir a training run's?")
   ckpt = checkpoint_lib.Checkpointer(directory)
+
+  def read(step):
+    config = ckpt.restore_config(step)
+    if evals is not None:
+      config.evals = evals
+    if batch_size:
+      config.eval.batch_size = batch_size
+    applied = config_lib.apply_overrides(config, list(overrides))
+    exp = build(config)
+    state, _, _ = ckpt.restore(exp.abstract_state(), step, sharding=exp.parallel.replicated)
+    return config, applied, exp, state
+
   try:
-    candidates = [step] if step is not None else sorted(ckpt.manager.all_steps(), reverse=True)
-    if not candidates:
-      raise FileNotFoundError(f"no checkpoint in {directory}")
-    skipped = {}
-    for step in candidates:  # Newest first: a damaged checkpoint gives way to the one before.
-      try:
-        config = ckpt.restore_config(step)
-        if evals is not None:
-          config.evals = evals
-        if batch_size:
-          config.eval.batch_size = batch_size
-        applied = config_lib.apply_overrides(config, list(overrides))
-        exp = build(config)
-        state, _, _ = ckpt.restore(exp.abstract_state(), step, sharding=exp.parallel.replicated)
-        break
-      except config_lib.ConfigError:
-        raise
-      except Exception as e:  # noqa: BLE001 - Orbax raises many types for a bad checkpoint.
-        if len(candidates) == 1:
-          raise FileNotFoundError(f"checkpoint {step} in {directory} cannot be read: {e}") from e
-        skipped[step] = checkpoint_lib.describe(e)
-    else:
-      raise FileNotFoundError(f"no checkpoint in {directory} can be read: {skipped}")
+    step, (config, applied, exp, state), skipped = checkpoint_lib.newest_readable(ckpt, step, read)
   finally:
     ckpt.close()
-  if skipped:
-    log.warning("damaged checkpoints skipped: %s; evaluating step %d", skipped, step)
   ec = config.eval
   params = eval_params(exp, state)
   metrics = {}

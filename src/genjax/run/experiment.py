@@ -196,12 +196,23 @@ def load_first_stage(cls, config: ml_collections.ConfigDict, info: DataInfo) -> 
         )
     first = config_lib.resolve(first)
     family = FAMILIES[first.family](config_lib.for_family(first), info)
-    example = {
-      "x": jnp.zeros((1,) + tuple(info.shape), jnp.float32),
-      "label": jnp.zeros((1,), jnp.int32),
-    }
-    abstract = jax.eval_shape(lambda: family.init_state(jax.random.key(0), example))
-    state, _, _ = ckpt.restore(abstract, step)
+    state = restore_state(ckpt, family, step)
   finally:
     ckpt.close()
   return family, jax.tree.map(np.asarray, family.eval_params(state))
+
+
+def abstract_state(family: Family) -> Any:
+  """The shapes and dtypes of ``family``'s train state, from one zero example (no data read)."""
+  info = family.data
+  example = {
+    "x": jnp.zeros((1,) + tuple(info.shape), jnp.float32),
+    "label": jnp.zeros((1,), jnp.int32),
+  }
+  return jax.eval_shape(lambda: family.init_state(jax.random.key(0), example))
+
+
+def restore_state(ckpt: checkpoint_lib.Checkpointer, family: Family, step: int) -> TrainState:
+  """``family``'s train state at ``step``, as host arrays."""
+  state, _, _ = ckpt.restore(abstract_state(family), step)
+  return state

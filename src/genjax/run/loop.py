@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
+import tqdm.auto
 from clu import periodic_actions
 from etils import epath
 from jax.experimental import multihost_utils
@@ -30,7 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from genjax import config as config_lib
 from genjax.core.train_state import TrainState, num_params
 from genjax.run import checkpoint as checkpoint_lib
-from genjax.run import evaluation, writers
+from genjax.run import evaluation, trained, writers
 from genjax.run.experiment import Experiment, build
 
 log = logging.getLogger("genjax")
@@ -146,8 +146,10 @@ class _Run:
       tc.num_steps,
     )
     _write_config(workdir, cfg)
+    if jax.process_index() == 0:
+      trained.write_data_info(workdir, exp.family.data)
     if exp.samples:  # Feature nets and real-data floors up front, not mid-run.
-      show = tc.progress_bar and sys.stderr.isatty()
+      show = tc.progress_bar and _interactive()
       exp.samples.prepare([cfg.eval.periodic_sample_examples], progress=show)
     self.writer = writers.create_writer(workdir, resume_step=self.start)
     self.state = exp.parallel.put_replicated(state)  # device-resident from here on
@@ -207,7 +209,7 @@ class _Run:
     evaluation.save_pictures(
       self.exp, evaluation.eval_params(self.exp, state), self.workdir, step, writer
     )
-    log.info("step %d: %s; pictures in %s", step, _brief(metrics), self.workdir / "images")
+    log.info("step %d: %s; pictures in %s", step, brief(metrics), self.workdir / "images")
     return metrics
 
   def checkpoint(self, step: int) -> None:
@@ -235,8 +237,44 @@ class _Run:
     self.ckpt.close()
 
 
-def _brief(metrics: dict[str, float]) -> str:
-  return ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+# Evaluation metrics shown on the console; every one goes to metrics.jsonl and TensorBoard.
+_HEADLINES = 6
+_FIRST = ("nll", "bits_per", "fid", "kid", "precision", "recall", "mode", "elbo", "loss")
+
+
+def brief(metrics: dict[str, float]) -> str:
+  """``nll 86.04, fid_lenet 3.1 [0.4], ...``: the first few metrics, floors in brackets."""
+  names = sorted(
+    (k for k in metrics if not k.endswith(("_floor", "_std")) and "num_" not in k),
+    key=lambda k: (next((i for i, t in enumerate(_FIRST) if t in k), len(_FIRST)), k),
+  )
+  shown = []
+  for k in names[:_HEADLINES]:
+    floor = metrics.get(f"{k}_floor")
+    shown.append(
+      f"{k.split('/')[-1]} {metrics[k]:.4g}" + (f" [{floor:.3g}]" if floor is not None else "")
+    )
+  more = len(names) - len(shown)
+  return ", ".join(shown) + (f" (+{more} in metrics.jsonl)" if more > 0 else "")
+
+
+def _interactive() -> bool:
+  """A terminal or a notebook: where a live progress bar can be drawn."""
+  if sys.stderr.isatty():
+    return True
+  shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+  return bool(shell) and "IPKernelApp" in shell.config
+
+
+def _progress_line(step: int, total: int, summary: dict[str, float]) -> str:
+  """The log line that stands in for the progress bar where there is no terminal."""
+  rate = summary["train/steps_per_sec"]
+  eta = (total - step) / rate if rate > 0 else float("inf")
+  eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if np.isfinite(eta) else "?"
+  return (
+    f"step {step}/{total} ({100 * step / total:.0f}%): loss {summary['train/loss']:.4g}, "
+    f"{rate:.3g} steps/s, ETA {eta_text}"
+  )
 
 
 # Steps dispatched ahead of the device. Two keep an accelerator fed while the host
@@ -259,6 +297,13 @@ def _periodic_actions(run: "_Run", tc, bar) -> list[periodic_actions.PeriodicAct
     del t
     run.log(step)
     bar.set_postfix(loss=f"{run.summary['train/loss']:.4g}")
+    if bar.disable:  # No terminal (a file, a pipe, a batch job): a line instead of the bar.
+      log.info(_progress_line(step, last, run.summary))
+
+  def evaluate(step, t):
+    del t
+    bar.set_postfix_str("evaluating...", refresh=True)  # Else the bar looks frozen.
+    run.evaluate(step)
 
   def action(fn, every=None, on=()):
     return periodic_actions.PeriodicCallback(every_steps=every, on_steps=on, callback_fn=fn)
@@ -266,7 +311,7 @@ def _periodic_actions(run: "_Run", tc, bar) -> list[periodic_actions.PeriodicAct
   evals = range(tc.eval_every, last, tc.eval_every) if tc.eval_every else ()
   actions = [
     action(log_metrics, every=tc.log_every, on=[last]),
-    action(lambda step, t: run.evaluate(step), on=evals),
+    action(evaluate, on=evals),
     action(lambda step, t: run.checkpoint(step), every=tc.checkpoint_every, on=[last]),
   ]
   if tc.profile_steps and jax.process_index() == 0:
@@ -296,6 +341,7 @@ def train_and_evaluate(
   Returns:
     The last logged train metrics and the final evaluation metrics.
   """
+  writers.configure_logging()  # Messages in a notebook too, where no entry point set it up.
   workdir = checkpoint_lib.as_path(workdir)
   checkpoint_lib.check_workdir(workdir)
   with checkpoint_lib.WorkdirLock(workdir):  # One run per workdir.
@@ -306,8 +352,8 @@ def _train(exp: Experiment, workdir: epath.Path) -> dict[str, float]:
   run = _Run(exp, workdir)
   tc = exp.config.train
   train_step = exp.compile_train_step()
-  show = tc.progress_bar and sys.stderr.isatty()
-  bar = tqdm.tqdm(
+  show = tc.progress_bar and _interactive()
+  bar = tqdm.auto.tqdm(
     total=tc.num_steps,
     initial=run.start,
     desc=exp.config.family,
@@ -339,8 +385,19 @@ def _train(exp: Experiment, workdir: epath.Path) -> dict[str, float]:
     # Under the signal handlers, so SIGTERM lets the evaluation finish instead of killing
     # it; after a kill here, the restart evaluates again and records what was missing.
     recorded = writers.has_record(run.workdir / "metrics.jsonl", tc.num_steps, "eval/")
-    with _Preemption():
-      summary.update(run.evaluate(tc.num_steps, record=run.start < tc.num_steps or not recorded))
+    if jax.process_count() > 1:  # Process 0 keeps the log: every process follows its answer.
+      recorded = bool(multihost_utils.broadcast_one_to_all(np.int32(recorded)))
+    if run.start == tc.num_steps and recorded:  # Started again after it finished.
+      log.info(
+        "already finished at step %d; its metrics are in %s (genjax.evaluate scores it again)",
+        tc.num_steps,
+        run.workdir / "metrics.jsonl",
+      )
+      summary = writers.records_at(run.workdir / "metrics.jsonl", tc.num_steps)
+      summary.pop("step", None)
+    else:
+      with _Preemption():
+        summary.update(run.evaluate(tc.num_steps, record=run.start < tc.num_steps or not recorded))
   run.writer.flush()
   run.writer.close()
   return summary

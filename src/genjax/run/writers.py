@@ -8,11 +8,10 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
-from clu import metric_writers
 from etils import epath
 
 
-class JsonlWriter(metric_writers.MetricWriter):
+class JsonlWriter:  # A clu MetricWriter, duck-typed: clu's package imports TensorFlow.
   """Appends one JSON object per ``write_scalars`` call to a file.
 
   Each line is ``{"step": int, "<prefix>/<name>": float, ...}``; non-finite
@@ -84,15 +83,22 @@ def _step(line: str, default: int) -> int:
     return default + 1
 
 
+def records_at(path: str | os.PathLike, step: int) -> dict[str, Any]:
+  """Every value ``path`` (a metrics.jsonl) holds at ``step``, later records winning."""
+  path = epath.Path(path)
+  out = {}
+  if path.exists():
+    for line in path.read_text().splitlines():
+      if _step(line, step) == step:
+        out.update(json.loads(line))
+  return out
+
+
 def has_record(path: str | os.PathLike, step: int, prefix: str) -> bool:
   """Whether ``path`` (a metrics.jsonl) holds a value named ``<prefix>...`` at ``step``."""
-  path = epath.Path(path)
-  if jax.process_index() != 0 or not path.exists():
+  if jax.process_index() != 0:
     return False
-  for line in path.read_text().splitlines():
-    if _step(line, step) == step and any(k.startswith(prefix) for k in json.loads(line)):
-      return True
-  return False
+  return any(k.startswith(prefix) for k in records_at(path, step))
 
 
 def create_writer(workdir: str | os.PathLike, resume_step: int | None = 0):
@@ -103,6 +109,8 @@ def create_writer(workdir: str | os.PathLike, resume_step: int | None = 0):
     resume_step: records after this step are dropped from ``metrics.jsonl``
       (None keeps every record: appending evaluations to a finished run).
   """
+  from clu import metric_writers  # Deferred: it imports TensorFlow (seconds, and log noise).
+
   workdir = epath.Path(workdir)
   if jax.process_index() != 0:
     return metric_writers.create_default_writer(just_logging=True)
@@ -114,15 +122,29 @@ def create_writer(workdir: str | os.PathLike, resume_step: int | None = 0):
 
 
 def configure_logging() -> None:
-  """genjax's own messages at INFO; library chatter (Orbax, absl) at WARNING."""
+  """genjax's own messages at INFO; library chatter (TensorFlow, Orbax, absl) at WARNING.
+
+  Call it first: it must precede the libraries it quiets, and it touches no
+  device, so ``jax.distributed.initialize`` can still follow.
+  """
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
 
+  # TensorFlow, loaded later for TensorBoard summaries and tfds, reads these once when it
+  # loads. Its oneDNN notice ignores TF_CPP_MIN_LOG_LEVEL; genjax computes nothing in
+  # TensorFlow, so turning oneDNN off only silences it.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   absl_logging.set_verbosity(absl_logging.WARNING)
   logger = logging.getLogger("genjax")
   if not logger.handlers:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("genjax: %(message)s"))
+    handler.addFilter(_one_voice)
     logger.addHandler(handler)
     logger.propagate = False
-  # One voice per job: the other processes of a multi-host run report only problems.
-  logger.setLevel(logging.INFO if jax.process_index() == 0 else logging.WARNING)
+  logger.setLevel(logging.INFO)
+
+
+def _one_voice(record: logging.LogRecord) -> bool:
+  """One voice per job: the other processes of a multi-host run report only problems."""
+  return record.levelno >= logging.WARNING or jax.process_index() == 0
