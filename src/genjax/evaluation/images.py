@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from typing import Sequence
 
 import numpy as np
 from etils import epath
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from scipy.stats import norm
 
 
@@ -53,6 +54,27 @@ def readable(image: np.ndarray, long_side: int = 256) -> np.ndarray:
   """``image [H, W, ...]`` enlarged by a whole factor (pixels kept sharp) to at least ``long_side``."""
   factor = max(1, -(-long_side // max(image.shape[:2])))
   return np.repeat(np.repeat(np.asarray(image), factor, axis=0), factor, axis=1)
+
+
+def titled(image: np.ndarray, lines: list[str], font_size: int = 12) -> np.ndarray:
+  """``image [H, W, C]`` (floats in [0, 1] or uint8) under a white band holding ``lines``.
+
+  Lines are wrapped to the image's width. Returns uint8 ``[H + band, W, C]``.
+  """
+  pixels = to_uint8(image)
+  gray = pixels.ndim == 2 or pixels.shape[-1] == 1
+  picture = Image.fromarray(pixels.reshape(pixels.shape[:2]) if gray else pixels)
+  font = ImageFont.load_default(size=font_size)
+  width = max(8, int(picture.width / (0.6 * font_size)))
+  wrapped = [part for line in lines for part in textwrap.wrap(line, width)]
+  band = len(wrapped) * (font_size + 3) + 6
+  canvas = Image.new(picture.mode, (picture.width, picture.height + band), "white")
+  draw = ImageDraw.Draw(canvas)
+  for i, line in enumerate(wrapped):
+    draw.text((3, 3 + i * (font_size + 3)), line, fill="black", font=font)
+  canvas.paste(picture, (0, band))
+  out = np.asarray(canvas)
+  return out[..., None] if gray else out
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -107,6 +107,19 @@ class _AutoencoderBase(Family):
     out = self.encode(params, x, labels)
     return out[0] if isinstance(out, tuple) else out
 
+  def captions(self):
+    return {
+      "reconstructions": "column pairs: test input | its reconstruction",
+      "interpolations": "each row: decoded codes on the line from one test input's code to "
+      "another's (ends: their reconstructions)",
+      "denoising": "rows: corrupted input | denoised | clean input",
+      "samples": "decoder means of z ~ N(0, I)",
+      "samples_by_class": "row c: class c; the same z down each column",
+      "traversals": "row k: latent k set to -3, -2.4, ..., 3 (columns), the others at the "
+      "code of a test input",
+      "manifold": "decoder means over a 20 x 20 grid of normal quantiles of the 2-D latent",
+    }
+
   def pictures(self, params, batch, key):
     x, labels = batch["x"], self._labels(batch)
     n = min(32, x.shape[0])

@@ -169,6 +169,15 @@ class _AutoregressiveBase(Family):
     images = self.compiled("sample", lambda: self.sample)(variables, keys, labels)
     return name, self.grid(images, columns)
 
+  def captions(self):
+    return {
+      "samples": "ancestral samples, raster order",
+      "samples_by_class": "row c: class c",
+      "samples_uniform_prior": "codes drawn uniformly and independently (no prior), decoded",
+      "completions": "each row: the occluded test input, completions of its bottom half, "
+      "the original",
+    }
+
   def _completion_picture(self, variables, batch, key, rows: int = 4):
     """Rows: the occluded input, completions of its bottom half, the original."""
     x, labels = batch["x"][:rows], batch["label"][:rows]

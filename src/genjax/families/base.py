@@ -278,6 +278,10 @@ class Family:
     del params, batch, key
     return {}
 
+  def captions(self) -> dict[str, str]:
+    """What each of :meth:`pictures`' grids shows (rows, columns), printed above it."""
+    return {}
+
   def to_unit(self, x: jax.Array) -> jax.Array:
     """Maps data-space values to [0, 1] for pictures."""
     lo, hi = self.data.data_range

@@ -381,6 +381,25 @@ class DiffusionFamily(Family):
 
   # -- pictures ---------------------------------------------------------------
 
+  def captions(self):
+    d = self.config.diffusion
+    forward = np.linspace(0, self.num_steps - 1, PICTURE_COLUMNS).round().astype(int)
+    ddim = [s for s in DDIM_PICTURE_STEPS if s < self.num_steps]
+    return {
+      "samples": self.sampler_description(),
+      "samples_by_class": f"row c: class c; {self.sampler_description()}",
+      "trajectory": f"each row: one sample; columns: from x_T (noise, left) to x_0 (right) "
+      f"in even steps of the sampler ({self.sampler_description()})",
+      "forward": "each row: a test image; columns: x_t ~ q(x_t | x_0) at t = "
+      + ", ".join(map(str, forward)),
+      "samplers": "rows: DDIM with "
+      + ", ".join(map(str, ddim))
+      + f" steps, then DDPM with {self.num_steps}; the same noise down each column",
+      "guidance": "rows: guidance scale "
+      + ", ".join(f"{float(s):g}" for s in d.guidance_scales)
+      + "; columns: classes 0, 1, ...",
+    }
+
   def pictures(self, params, batch, key):
     if self.data.kind == "points":
       return self._point_pictures(params, key)

@@ -356,6 +356,14 @@ class GANFamily(Family):
       "d_accuracy": 0.5 * ((real_logits > 0).astype(jnp.float32) + (fake_logits < 0)),
     }
 
+  def captions(self):
+    return {
+      "samples": "G(z), z ~ N(0, I)",
+      "samples_by_class": "row c: class c; the same z down each column",
+      "samples_by_code": "row c: latent code c; the same z down each column",
+      "interpolations": "each row: G along the line between two draws of z",
+    }
+
   def pictures(self, params, batch, key):
     if self.data.kind == "points":
       return self._point_pictures(params, batch, key)

@@ -213,6 +213,13 @@ class VQVAEFamily(Family):
 
   # -- pictures ---------------------------------------------------------------
 
+  def captions(self):
+    return {
+      "reconstructions": "column pairs: test input | its reconstruction",
+      "codebook_usage": "code use on these test images only; eval/perplexity in the "
+      "metrics is over the test split",
+    }
+
   def pictures(self, params, batch, key):
     del key
     x = batch["x"]

@@ -136,11 +136,14 @@ def save_pictures(
   inputs = prepare_batch(batch, keys, cfg.data.preprocess)
   grids = exp.family.pictures(params, inputs, key)
   paths = []
+  captions = exp.family.captions()
   for name, grid in grids.items():
+    lines = [f"{cfg.family} {name}, step {step}"] + [captions[name]] * (name in captions)
+    picture = image_io.titled(image_io.readable(grid), lines)
     path = workdir / "images" / f"{name}.png"
-    image_io.save_png(path, grid)
+    image_io.save_png(path, picture)
     # The same picture at every evaluation, to watch training (fixed noise).
-    image_io.save_png(workdir / "images" / "history" / name / f"{step:08d}.png", grid)
+    image_io.save_png(workdir / "images" / "history" / name / f"{step:08d}.png", picture)
     paths.append(path)
   if writer is not None and grids:
     writer.write_images(step, {f"images/{k}": v[None] for k, v in grids.items()})
