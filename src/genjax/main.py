@@ -59,6 +59,7 @@ def main(argv):
     config_lib.ConfigError,
     FileNotFoundError,
     checkpoint.CheckpointMismatchError,
+    checkpoint.DiskFullError,
     FloatingPointError,  # A diverged run: the message names the fields to change.
     NotADirectoryError,
     PermissionError,

@@ -1,15 +1,19 @@
 """Metric writers: TensorBoard (CLU), ``metrics.jsonl`` and the console."""
 
+import functools
 import json
 import logging
 import math
 import os
+import sys
 from typing import Any, Mapping
 
 import jax
 import numpy as np
 from clu import metric_writers
 from etils import epath
+
+from genjax.run import checkpoint
 
 
 class JsonlWriter(metric_writers.MetricWriter):
@@ -124,5 +128,23 @@ def configure_logging() -> None:
     handler.setFormatter(logging.Formatter("genjax: %(message)s"))
     logger.addHandler(handler)
     logger.propagate = False
+    # A full disk is reported once, by genjax (checkpoint.DiskFullError), not also by
+    # every Orbax thread and asyncio future that saw it, each with a traceback.
+    for name in ("absl", "asyncio"):
+      logging.getLogger(name).addFilter(_not_disk_full)
+    sys.unraisablehook = functools.partial(_unraisable, sys.unraisablehook)
   # One voice per job: the other processes of a multi-host run report only problems.
   logger.setLevel(logging.INFO if jax.process_index() == 0 else logging.WARNING)
+
+
+def _not_disk_full(record: logging.LogRecord) -> bool:
+  error = record.exc_info[1] if record.exc_info else None
+  return not (checkpoint.is_disk_full(error) or checkpoint.is_disk_full(Exception(record.msg)))
+
+
+def _unraisable(previous, unraisable) -> None:
+  # TensorStore completing a write after Orbax closed the event loop of a save that
+  # failed: that failure is reported by the save itself.
+  error = unraisable.exc_value
+  if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+    previous(unraisable)
