@@ -7,11 +7,12 @@ can make directly.
 """
 
 import json
-import sys
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
+
+from genjax.run import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file (experiments/configs/<name>.py).", lock_config=True
@@ -87,8 +88,7 @@ def _initialize_distributed(detect: bool) -> None:
 
 
 def _fail(error: Exception):
-  print(f"genjax: {error}", file=sys.stderr)
-  sys.exit(2)
+  cli.fail(f"genjax: {error}", error)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -99,8 +99,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
       _CONFIG.value.train  # noqa: B018 - the file loads lazily: fail here, not in main.
     return remaining
   except Exception as e:  # noqa: BLE001 - the parser raises many types; the user needs one line.
-    print(f"genjax: {_describe(e, argv)}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f"genjax: {_describe(e, argv)}", e)
 
 
 def _describe(error: Exception, argv: list[str]) -> str:
