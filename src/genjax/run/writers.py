@@ -143,8 +143,9 @@ def _not_disk_full(record: logging.LogRecord) -> bool:
 
 
 def _unraisable(previous, unraisable) -> None:
-  # TensorStore completing a write after Orbax closed the event loop of a save that
-  # failed: that failure is reported by the save itself.
+  # TensorStore finishing an operation after Orbax closed the event loop of a save or
+  # restore that failed: the failure itself is reported (a save) or handled (a restore
+  # falls back to the checkpoint before).
   error = unraisable.exc_value
   if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
     previous(unraisable)
