@@ -355,6 +355,43 @@ def test_a_workdir_that_cannot_be_written_is_refused(tmp_path):
   assert f"--workdir={workdir}: cannot write there" in result.stderr, result.stderr[-2000:]
 
 
+def _verbosely(how, *args):
+  """Runs ``python -m args``, verbose as ``how`` says: None, "--verbose" or "GENJAX_VERBOSE=1"."""
+  env = {k: v for k, v in os.environ.items() if k != "GENJAX_VERBOSE"}
+  if how == "GENJAX_VERBOSE=1":
+    env["GENJAX_VERBOSE"] = "1"
+  flags = ["--verbose"] if how == "--verbose" else []
+  command = [sys.executable, "-m", *args, *flags]
+  result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+  assert result.returncode == 2
+  assert ("Traceback" in result.stderr) == (how is not None), result.stderr[-2000:]
+  lines = result.stderr.splitlines()
+  prefix = {"genjax.main": "genjax: "}.get(args[0], f"{args[0]}: ")
+  start = max(i for i, line in enumerate(lines) if line.startswith(prefix))
+  return "\n".join(lines[start:])  # The report comes last, after any traceback.
+
+
+@pytest.mark.parametrize(
+  "override, how",
+  [
+    ("--config.train.batchsize=3", None),
+    ("--config.train.batchsize=3", "--verbose"),  # Reported while the flags are parsed,
+    ("--config.train.batchsize=3", "GENJAX_VERBOSE=1"),
+    ("--config.model.latent_dim=0", "--verbose"),  # and after.
+  ],
+)
+def test_verbose_adds_the_traceback_before_the_one_line(override, how, tmp_path):
+  config = f"--config={REPO / 'experiments/configs/vae_digits.py'}"
+  workdir = f"--workdir={tmp_path / 'run'}"
+  assert override[2:].split("=")[0] in _verbosely(how, "genjax.main", config, workdir, override)
+
+
+def test_evaluate_is_verbose_too(tmp_path):
+  # Its plain one line: tests/run/test_engine.py.
+  report = _verbosely("GENJAX_VERBOSE=1", "genjax.evaluate", f"--workdir={tmp_path / 'nowhere'}")
+  assert report.startswith("genjax.evaluate: no checkpoint in")
+
+
 def test_an_old_vae_config_with_an_unused_num_samples_still_loads():
   saved = _base().to_dict()
   saved["objective"].pop("bound")  # Saved before the field existed.

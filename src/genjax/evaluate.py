@@ -17,6 +17,8 @@ import sys
 from absl import app, flags
 from etils import epath
 
+from genjax.run import cli
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory with checkpoints.")
 _NUM_SAMPLES = flags.DEFINE_integer(
   "num_samples", None, "Importance samples for the NLL (default config.eval.nll_samples)."
@@ -59,14 +61,9 @@ def main(argv):
 
   for flag in (_NUM_SAMPLES, _NUM_GENERATED, _BATCH_SIZE):
     if flag.value is not None and flag.value < 1:
-      print(f"genjax.evaluate: --{flag.name}={flag.value}: must be >= 1", file=sys.stderr)
-      sys.exit(2)
+      cli.fail(f"genjax.evaluate: --{flag.name}={flag.value}: must be >= 1")
   if _NUM_EXAMPLES.value is not None and _NUM_EXAMPLES.value < 0:
-    print(
-      f"genjax.evaluate: --num_examples={_NUM_EXAMPLES.value}: must be >= 0 (0 = all)",
-      file=sys.stderr,
-    )
-    sys.exit(2)
+    cli.fail(f"genjax.evaluate: --num_examples={_NUM_EXAMPLES.value}: must be >= 0 (0 = all)")
   writers.configure_logging()
   try:
     metrics = evaluate_workdir(
@@ -82,8 +79,7 @@ def main(argv):
       progress=sys.stderr.isatty(),
     )
   except (FileNotFoundError, ConfigError) as e:
-    print(f"genjax.evaluate: {e}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f"genjax.evaluate: {e}", e)
   text = json.dumps(metrics, indent=1, sort_keys=True)
   output = epath.Path(_OUTPUT.value or epath.Path(_WORKDIR.value) / "eval.json")
   output.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +96,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def run():
   """Console entry point ``genjax-evaluate``."""
-  from genjax.run import cli
-
   app.run(main, flags_parser=cli.help_parser(__name__, _parse_flags))
 
 

@@ -6,9 +6,9 @@ format, the config, the data facts, the step's metrics and a model card;
 optimizer state and no dataset.
 """
 
-import sys
-
 from absl import app, flags
+
+from genjax.run import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
 _OUT = flags.DEFINE_string("out", None, "Bundle directory to write.")
@@ -26,15 +26,12 @@ def main(argv):
     model = trained.load(_WORKDIR.value, _STEP.value)
     out = model.export(_OUT.value)
   except (FileNotFoundError, FileExistsError, ValueError) as e:
-    print(f"genjax.export: {e}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f"genjax.export: {e}", e)
   print(f"exported {model!r} to {out}")
 
 
 def run():
   """Console entry point ``genjax-export``."""
-  from genjax.run import cli
-
   app.run(main, flags_parser=cli.help_parser(__name__))
 
 

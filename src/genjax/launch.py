@@ -23,6 +23,8 @@ import time
 
 from absl import app, flags
 
+from genjax.run import cli
+
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 2, "Processes to start.", lower_bound=1)
 _DEVICES = flags.DEFINE_integer(
   "devices_per_process",
@@ -94,8 +96,6 @@ def main(argv):
 
 def run():
   """Console entry point ``genjax-launch``."""
-  from genjax.run import cli
-
   app.run(main, flags_parser=cli.help_parser(__name__))
 
 

@@ -6,11 +6,11 @@ one call to :func:`genjax.run.loop.train_and_evaluate`, which a notebook
 can make directly.
 """
 
-import sys
-
 import jax
 from absl import app, flags
 from ml_collections import config_flags
+
+from genjax.run import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file (experiments/configs/<name>.py).", lock_config=True
@@ -43,22 +43,21 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from genjax import config as config_lib  # Import after flags parse (fast --help).
-  from genjax.run import cli, writers
+  from genjax.run import writers
 
   if _LIST.value:
     print(cli.list_configs())
     return
   if _CONFIG.value is None:
     cli.fail(
-      "genjax",
-      "--config is required, e.g. --config=experiments/configs/vae_digits.py "
-      "(--list_configs shows them all)",
+      "genjax: --config is required, e.g. --config=experiments/configs/vae_digits.py "
+      "(--list_configs shows them all)"
     )
   if _PRINT.value:
     print(_CONFIG.value)
     return
   if not _WORKDIR.value:
-    cli.fail("genjax", "--workdir is required: the run directory (an existing one is resumed)")
+    cli.fail("genjax: --workdir is required: the run directory (an existing one is resumed)")
   writers.configure_logging()  # Before anything it quiets is loaded.
   config = _CONFIG.value
   _initialize_distributed(config.train.distributed)
@@ -76,6 +75,7 @@ def main(argv):
     config_lib.ConfigError,
     FileNotFoundError,
     checkpoint.CheckpointMismatchError,
+    checkpoint.DiskFullError,
     FloatingPointError,  # A diverged run: the message names the fields to change.
     NotADirectoryError,
     PermissionError,
@@ -104,8 +104,7 @@ def _initialize_distributed(detect: bool) -> None:
 
 
 def _fail(error: Exception):
-  print(f"genjax: {error}", file=sys.stderr)
-  sys.exit(2)
+  cli.fail(f"genjax: {error}", error)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -116,8 +115,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
       _CONFIG.value.train  # noqa: B018 - the file loads lazily: fail here, not in main.
     return remaining
   except Exception as e:  # noqa: BLE001 - the parser raises many types; the user needs one line.
-    print(f"genjax: {_describe(e, argv)}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f"genjax: {_describe(e, argv)}", e)
 
 
 def _describe(error: Exception, argv: list[str]) -> str:
@@ -138,8 +136,6 @@ def _describe(error: Exception, argv: list[str]) -> str:
 
 def run():
   """Console entry point ``genjax``."""
-  from genjax.run import cli
-
   app.run(main, flags_parser=cli.help_parser(__name__, _parse_flags))
 
 

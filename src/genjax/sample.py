@@ -9,10 +9,11 @@ with any ``--batch_size``.
 """
 
 import json
-import sys
 
 import numpy as np
 from absl import app, flags
+
+from genjax.run import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory or exported bundle.")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
@@ -45,7 +46,7 @@ def main(argv):
   for item in _SET.value:
     name, sep, value = item.partition("=")
     if not sep:
-      _fail(f"--set={item}: expected name=value")
+      cli.fail(f"genjax.sample: --set={item}: expected name=value")
     options[name] = value
   try:
     model = trained.load(_WORKDIR.value, _STEP.value)
@@ -58,7 +59,7 @@ def main(argv):
       **options,
     )
   except (FileNotFoundError, ValueError) as e:
-    _fail(str(e))
+    cli.fail(f"genjax.sample: {e}", e)
   out = trained.checkpoint_lib.as_path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
   if model.data.kind != "image":
@@ -84,15 +85,8 @@ def main(argv):
   )
 
 
-def _fail(message: str):
-  print(f"genjax.sample: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
 def run():
   """Console entry point ``genjax-sample``."""
-  from genjax.run import cli
-
   app.run(main, flags_parser=cli.help_parser(__name__))
 
 

@@ -43,9 +43,9 @@ def _command(workdir):
   ]
 
 
-def _final_state(workdir):
+def _final_state(workdir, num_steps=NUM_STEPS):
   ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints")
-  assert ckpt.latest_step() == NUM_STEPS
+  assert ckpt.latest_step() == num_steps
   exp = experiment.build(ckpt.restore_config())
   state, data_state, _ = ckpt.restore(exp.abstract_state())
   ckpt.close()

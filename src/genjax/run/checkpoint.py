@@ -1,5 +1,7 @@
 """Orbax checkpoints of the train state, the data position and the config."""
 
+import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -125,6 +127,50 @@ def check_workdir(workdir: epath.Path) -> None:
     raise PermissionError(f"--workdir={workdir}: cannot write there ({e.strerror or e})") from e
 
 
+# How a full disk (or quota) reads in Python's, TensorStore's and TensorFlow's errors. Not
+# RESOURCE_EXHAUSTED alone: XLA reports an accelerator out of memory with it too.
+_DISK_FULL = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+  """Whether ``error``, or an error it was raised from or while handling, is a full disk.
+
+  Orbax re-raises TensorStore's failure as ``ValueError("RESOURCE_EXHAUSTED: ...
+  No space left on device ...")``, from its background thread at the next save
+  or wait; TensorFlow's event writer raises ``ResourceExhaustedError``; a plain
+  write ``OSError(ENOSPC)``.
+  """
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if any(text in str(error) for text in _DISK_FULL):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+class DiskFullError(RuntimeError):
+  """A write failed for want of space; the message says what is intact and how to go on."""
+
+  def __init__(self, path, lost: str, kept: int | None):
+    then = (
+      f"the previous checkpoint (step {kept}) is intact; free space and rerun the same command "
+      "to resume from it"
+      if kept is not None
+      else "no checkpoint was complete before it; free space and rerun the same command"
+    )
+    super().__init__(f"the disk holding {path} is full: {lost} could not be written; {then}")
+
+
+def latest_complete_step(directory: epath.Path) -> int | None:
+  """The newest checkpoint Orbax finalized in ``directory`` (one whose write failed never is)."""
+  if not directory.exists():
+    return None
+  return max(ocp.path.step.checkpoint_steps(directory), default=None)
+
+
 class CheckpointMismatchError(RuntimeError):
   """A checkpoint's state does not fit the current config."""
 
@@ -148,6 +194,7 @@ class Checkpointer:
       max_to_keep=keep, create=True, enable_async_checkpointing=async_save
     )
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+    self._pending = None  # The step handed to Orbax whose write is not known to be complete.
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -155,19 +202,22 @@ class Checkpointer:
   def save(
     self, step: int, state: Any, data_state: dict, config: ml_collections.ConfigDict
   ) -> None:
+    self.wait()  # A failed write of the step before is reported as that step's, not this one's.
     if jax.process_count() == 1:
       # One process holds every replica: hand Orbax host copies. Given replicated
       # device arrays it would slice each into per-replica parts for parallel
       # writers, compiling a slice program per shape (seconds per save).
       state = jax.device_get(state)
-    self.manager.save(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=ocp.args.JsonSave(data_state),
-        config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
-      ),
-    )
+    self._pending = step
+    with self._reporting_full_disk():
+      self.manager.save(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          data=ocp.args.JsonSave(data_state),
+          config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
+        ),
+      )
 
   def restore(self, abstract_state: Any, step: int | None = None, sharding=None):
     """Restores ``(state, data_state, config_dict)`` at ``step`` (default latest).
@@ -225,7 +275,21 @@ class Checkpointer:
     self.manager.reload()
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    with self._reporting_full_disk():
+      self.manager.wait_until_finished()
+    self._pending = None
+
+  @contextlib.contextmanager
+  def _reporting_full_disk(self):
+    """Turns Orbax's report of a full disk, from any of its threads, into a DiskFullError."""
+    try:
+      yield
+    except Exception as e:
+      if not is_disk_full(e):
+        raise
+      step, self._pending = self._pending, None
+      kept = latest_complete_step(self.directory)
+      raise DiskFullError(self.directory, f"the checkpoint of step {step}", kept) from e
 
   def close(self) -> None:
     self.manager.close()

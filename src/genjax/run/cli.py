@@ -1,12 +1,38 @@
-"""What the command-line entry points share: a ``--help`` that lists their flags, one-line failures."""
+"""What the command-line entry points share: a ``--help`` that lists their flags, one-line errors.
 
+Light on purpose (absl flags only): ``genjax.main`` reports a bad flag with it
+before anything else is imported.
+"""
+
+import os
 import pathlib
 import sys
+import traceback
 from typing import Callable, NoReturn
 
 from absl import flags
 
 import genjax
+
+_VERBOSE = flags.DEFINE_bool(
+  "verbose",
+  False,
+  "On an error, print its traceback before the one-line report (or set GENJAX_VERBOSE=1).",
+)
+
+
+def verbose() -> bool:
+  # A bad flag is reported before the flags are parsed: argv is all there is then.
+  given = _VERBOSE.value if flags.FLAGS.is_parsed() else "--verbose" in sys.argv
+  return given or os.environ.get("GENJAX_VERBOSE") == "1"
+
+
+def fail(message: str, error: BaseException | None = None) -> NoReturn:
+  """Prints ``message`` on stderr and exits 2; verbose, the traceback of ``error`` first."""
+  if error is not None and verbose():
+    traceback.print_exception(error)
+  print(message, file=sys.stderr)
+  sys.exit(2)
 
 
 def help_parser(module_name: str, parse: Callable | None = None) -> Callable:
@@ -15,7 +41,6 @@ def help_parser(module_name: str, parse: Callable | None = None) -> Callable:
   absl lists only the flags of the file that started the program, which for
   a console script (``genjax``, ``genjax-sample``) is the script, not the module.
   """
-
   module = sys.modules[module_name]
   program = module.__spec__.name if module.__spec__ else module_name  # Not "__main__".
 
@@ -28,15 +53,9 @@ def help_parser(module_name: str, parse: Callable | None = None) -> Callable:
     try:
       return (parse or flags.FLAGS)(argv)
     except flags.Error as e:  # A missing or malformed flag: absl's message, on one line.
-      fail(program, " ".join(str(e).split()))
+      fail(f"{program}: {' '.join(str(e).split())}", e)
 
   return parser
-
-
-def fail(program: str, message: str) -> NoReturn:
-  """The one line a user-caused error gets: ``program: message`` on stderr, status 2."""
-  print(f"{program}: {message}", file=sys.stderr)
-  sys.exit(2)
 
 
 def configs_dir() -> pathlib.Path | None:
@@ -56,8 +75,7 @@ def list_configs() -> str:
   for path in sorted(directory.glob("*.py")):
     text = path.read_text()
     doc = text.split('"""')[1].strip().splitlines()[0] if text.startswith('"""') else ""
-    shown = (
-      path.relative_to(pathlib.Path.cwd()) if path.is_relative_to(pathlib.Path.cwd()) else path
-    )
+    cwd = pathlib.Path.cwd()
+    shown = path.relative_to(cwd) if path.is_relative_to(cwd) else path
     lines.append(f"{str(shown):48s} {doc}")
   return "\n".join(lines)

@@ -340,12 +340,25 @@ def train_and_evaluate(
 
   Returns:
     The last logged train metrics and the final evaluation metrics.
+
+  Raises:
+    checkpoint_lib.DiskFullError: a write failed for want of space. The
+      message names the checkpoint left intact; the same call resumes from it
+      once there is space.
   """
   writers.configure_logging()  # Messages in a notebook too, where no entry point set it up.
   workdir = checkpoint_lib.as_path(workdir)
-  checkpoint_lib.check_workdir(workdir)
-  with checkpoint_lib.WorkdirLock(workdir):  # One run per workdir.
-    return _train(build(config), workdir)
+  try:
+    checkpoint_lib.check_workdir(workdir)
+    with checkpoint_lib.WorkdirLock(workdir):  # One run per workdir.
+      return _train(build(config), workdir)
+  except checkpoint_lib.DiskFullError:
+    raise
+  except Exception as e:
+    if not checkpoint_lib.is_disk_full(e):
+      raise
+    kept = checkpoint_lib.latest_complete_step(workdir / "checkpoints")
+    raise checkpoint_lib.DiskFullError(workdir, "metrics, events or pictures", kept) from e
 
 
 def _train(exp: Experiment, workdir: epath.Path) -> dict[str, float]:

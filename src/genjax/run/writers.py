@@ -1,14 +1,18 @@
 """Metric writers: TensorBoard (CLU), ``metrics.jsonl`` and the console."""
 
+import functools
 import json
 import logging
 import math
 import os
+import sys
 from typing import Any, Mapping
 
 import jax
 import numpy as np
 from etils import epath
+
+from genjax.run import checkpoint
 
 
 class JsonlWriter:  # A clu MetricWriter, duck-typed: clu's package imports TensorFlow.
@@ -142,9 +146,28 @@ def configure_logging() -> None:
     handler.addFilter(_one_voice)
     logger.addHandler(handler)
     logger.propagate = False
+    # A full disk is reported once, by genjax (checkpoint.DiskFullError), not also by
+    # every Orbax thread and asyncio future that saw it, each with a traceback.
+    for name in ("absl", "asyncio"):
+      logging.getLogger(name).addFilter(_not_disk_full)
+    sys.unraisablehook = functools.partial(_unraisable, sys.unraisablehook)
   logger.setLevel(logging.INFO)
 
 
 def _one_voice(record: logging.LogRecord) -> bool:
   """One voice per job: the other processes of a multi-host run report only problems."""
   return record.levelno >= logging.WARNING or jax.process_index() == 0
+
+
+def _not_disk_full(record: logging.LogRecord) -> bool:
+  error = record.exc_info[1] if record.exc_info else None
+  return not (checkpoint.is_disk_full(error) or checkpoint.is_disk_full(Exception(record.msg)))
+
+
+def _unraisable(previous, unraisable) -> None:
+  # TensorStore finishing an operation after Orbax closed the event loop of a save or
+  # restore that failed: the failure itself is reported (a save) or handled (a restore
+  # falls back to the checkpoint before).
+  error = unraisable.exc_value
+  if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+    previous(unraisable)
