@@ -133,11 +133,6 @@ def configure_logging() -> None:
   """
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
 
-  # TensorFlow, loaded later for TensorBoard summaries and tfds, reads these once when it
-  # loads. Its oneDNN notice ignores TF_CPP_MIN_LOG_LEVEL; genjax computes nothing in
-  # TensorFlow, so turning oneDNN off only silences it.
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   absl_logging.set_verbosity(absl_logging.WARNING)
   logger = logging.getLogger("genjax")
   if not logger.handlers:
