@@ -499,7 +499,7 @@ def _fit(module, train_split, cfg: TrainingConfig, epochs: int, seed: int, progr
 
 
 def _progress_bar(total: int, enabled: bool):
-  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
   return tqdm(total=total, desc="feature net", disable=not enabled, leave=False)
 

@@ -13,19 +13,24 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm.auto
+import tqdm
 from clu import periodic_actions
 from etils import epath
 from jax.experimental import multihost_utils
-from tqdm.contrib.logging import logging_redirect_tqdm
+
+# tqdm.contrib imports tqdm.auto, which warns in a notebook without ipywidgets;
+# genjax's bars come from writers.progress_bar, which picks the kind that draws.
+with warnings.catch_warnings():
+  warnings.simplefilter("ignore", tqdm.TqdmWarning)
+  from tqdm.contrib.logging import logging_redirect_tqdm
 
 from genjax import config as config_lib
 from genjax.core.train_state import TrainState, num_params
@@ -149,7 +154,7 @@ class _Run:
     if jax.process_index() == 0:
       trained.write_data_info(workdir, exp.family.data)
     if exp.samples:  # Feature nets and real-data floors up front, not mid-run.
-      show = tc.progress_bar and _interactive()
+      show = tc.progress_bar and writers.interactive()
       exp.samples.prepare([cfg.eval.periodic_sample_examples], progress=show)
     self.writer = writers.create_writer(workdir, resume_step=self.start)
     self.state = exp.parallel.put_replicated(state)  # device-resident from here on
@@ -258,14 +263,6 @@ def brief(metrics: dict[str, float]) -> str:
   return ", ".join(shown) + (f" (+{more} in metrics.jsonl)" if more > 0 else "")
 
 
-def _interactive() -> bool:
-  """A terminal or a notebook: where a live progress bar can be drawn."""
-  if sys.stderr.isatty():
-    return True
-  shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
-  return bool(shell) and "IPKernelApp" in shell.config
-
-
 def _progress_line(step: int, total: int, summary: dict[str, float]) -> str:
   """The log line that stands in for the progress bar where there is no terminal."""
   rate = summary["train/steps_per_sec"]
@@ -365,8 +362,8 @@ def _train(exp: Experiment, workdir: epath.Path) -> dict[str, float]:
   run = _Run(exp, workdir)
   tc = exp.config.train
   train_step = exp.compile_train_step()
-  show = tc.progress_bar and _interactive()
-  bar = tqdm.auto.tqdm(
+  show = tc.progress_bar and writers.interactive()
+  bar = writers.progress_bar(
     total=tc.num_steps,
     initial=run.start,
     desc=exp.config.family,

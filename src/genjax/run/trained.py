@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tqdm.auto
 from etils import epath
 
 import genjax
@@ -110,7 +109,7 @@ class Model:
     arrays = {"label": self._labels(labels, n)}
     batches = pipeline.eval_batches(arrays, batch_size=per_round, num_examples=n)
     out = []
-    for batch in tqdm.auto.tqdm(
+    for batch in writers.progress_bar(
       batches, total=math.ceil(n / per_round), desc="sample", disable=not progress
     ):
       x, mask = jax.device_get(compiled(replicated, parallel.put_batch(batch)))

@@ -1,6 +1,7 @@
 """Metric writers: TensorBoard (CLU), ``metrics.jsonl`` and the console."""
 
 import functools
+import importlib.util
 import json
 import logging
 import math
@@ -10,6 +11,7 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
+import tqdm
 from etils import epath
 
 from genjax.run import checkpoint
@@ -123,6 +125,28 @@ def create_writer(workdir: str | os.PathLike, resume_step: int | None = 0):
     jsonl.truncate_after(resume_step)
   tensorboard = metric_writers.SummaryWriter(str(workdir / "tensorboard"))
   return metric_writers.MultiWriter([tensorboard, jsonl])
+
+
+def interactive() -> bool:
+  """A terminal, or a notebook that draws widgets: where a live progress bar can be drawn.
+
+  A notebook without ipywidgets would get every redraw of a text bar as a new
+  line of output; it gets the progress lines instead.
+  """
+  if sys.stderr.isatty():
+    return True
+  shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+  in_kernel = bool(shell) and "IPKernelApp" in shell.config
+  return in_kernel and importlib.util.find_spec("ipywidgets") is not None
+
+
+def progress_bar(iterable=None, **kwargs):
+  """tqdm's bar: its notebook widget in a notebook that has ipywidgets, else the text bar."""
+  if sys.stderr.isatty() or not interactive():
+    return tqdm.tqdm(iterable, **kwargs)
+  from tqdm import notebook  # pylint: disable=g-import-not-at-top
+
+  return notebook.tqdm(iterable, **kwargs)
 
 
 def configure_logging() -> None:
