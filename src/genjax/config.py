@@ -103,6 +103,12 @@ TRAIN = {
   "distributed": F(False, "call jax.distributed.initialize() (multi-host)"),
   "async_checkpoint": F(True, "write checkpoints in a background thread"),
   "progress_bar": F(True, "show a progress bar on a terminal"),
+  "compilation_cache_dir": F(
+    "",
+    "XLA's persistent compilation cache, so a second start skips compiling: a directory, "
+    '"none" (off), or "" ($JAX_COMPILATION_CACHE_DIR, else jax/ in $GENJAX_CACHE_DIR '
+    "or ~/.cache/genjax)",
+  ),
   "profile_steps": F(
     0, "trace this many steps with the JAX profiler after the first log (0 = off)", ge=0
   ),
