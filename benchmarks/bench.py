@@ -15,6 +15,12 @@ own kernel gradient against :func:`genjax.models.layers.conv_general_dilated`'s
 per-tap matmuls (``tap_over_xla``: steps/s ratio, > 1 = the per-tap gradient is
 faster). Only meaningful on the CPU backend.
 
+Start-up (``--startup_configs``): a short run (``--startup_steps``) of
+``python -m genjax.main`` in two fresh processes sharing a new, empty
+compilation cache (``train.compilation_cache_dir``): ``first_s`` compiles
+everything, ``cached_s`` reads it back; wall-clock seconds of each process,
+imports, data loading and the final evaluation included.
+
 Diffusion samplers (``--sampler_configs``) are timed on one batch of
 ``--sampler_batch`` samples: DDIM with ``config.diffusion.sample_steps`` steps and
 DDPM with all T, each beside the bare denoiser forward pass on the same batch
@@ -24,8 +30,10 @@ second; 1.0 = the compiled loop adds nothing).
 
 import functools
 import json
+import os
 import pathlib
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,6 +77,12 @@ _CONV_CONFIGS = flags.DEFINE_list(
   ["pixelcnn_mnist", "dcgan_mnist"],
   "Configs whose bare step is timed with XLA's and with the per-tap conv kernel gradient.",
 )
+_STARTUP_CONFIGS = flags.DEFINE_list(
+  "startup_configs",
+  ["vae_digits", "dcgan_mnist"],
+  "Configs whose start-up is timed without and with a persistent compilation cache.",
+)
+_STARTUP_STEPS = flags.DEFINE_integer("startup_steps", 5, "Training steps of each start-up run.")
 _SAMPLER_BATCH = flags.DEFINE_integer("sampler_batch", 64, "Samples per sampler call.")
 _STEPS = flags.DEFINE_integer("steps", 400, "Timed steps per measurement.")
 # Configs whose step takes ~0.1 s or more are timed over fewer steps.
@@ -105,6 +119,32 @@ def bench_loop(config, num_steps):
   with tempfile.TemporaryDirectory() as workdir:
     summary = loop.train_and_evaluate(c, workdir)
   return summary["train/steps_per_sec"]
+
+
+def bench_startup(path, num_steps):
+  """``(first, cached)`` wall-clock seconds of a short run, and the cache's file count."""
+  seconds = []
+  with tempfile.TemporaryDirectory() as tmp:
+    cache = pathlib.Path(tmp) / "cache"
+    for run in ("first", "cached"):
+      command = [
+        sys.executable,
+        "-m",
+        "genjax.main",
+        f"--config={path}",
+        f"--workdir={tmp}/{run}",
+        f"--config.train.num_steps={num_steps}",
+        f"--config.train.compilation_cache_dir={cache}",
+        "--config.train.progress_bar=False",
+        "--config.evals=",  # Feature nets are a cache of their own; compiling is timed here.
+      ]
+      # Only this command's setting names the cache.
+      env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+      start = time.perf_counter()
+      subprocess.run(command, check=True, capture_output=True, env=env)
+      seconds.append(time.perf_counter() - start)
+    files = sum(1 for p in cache.rglob("*") if p.is_file())
+  return seconds[0], seconds[1], files
 
 
 def bench_conv_gradient(path, num_steps):
@@ -229,6 +269,21 @@ def main(argv):
       )
     )
     print(json.dumps(conv_rows[-1]), flush=True)
+  startup_rows = []
+  for name in _STARTUP_CONFIGS.value:
+    path = REPO / "experiments" / "configs" / f"{name}.py"
+    first, cached, files = bench_startup(path, _STARTUP_STEPS.value)
+    startup_rows.append(
+      dict(
+        config=name,
+        steps=_STARTUP_STEPS.value,
+        first_s=round(first, 1),
+        cached_s=round(cached, 1),
+        first_over_cached=round(first / cached, 2),
+        cache_files=files,
+      )
+    )
+    print(json.dumps(startup_rows[-1]), flush=True)
   sampler_rows = []
   for name in _SAMPLER_CONFIGS.value:
     config = config_lib.load_config(REPO / "experiments" / "configs" / f"{name}.py")
@@ -248,13 +303,15 @@ def main(argv):
     steps=_STEPS.value,
     results=rows,
     conv_kernel_gradient=conv_rows,
+    startup=startup_rows,
     samplers=sampler_rows,
   )
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(result, indent=1) + "\n")
   header = f"{'config':<26}{'batch':>6}{'compile s':>10}{'bare st/s':>11}{'loop st/s':>11}{'loop/bare':>10}"
-  print(header)
+  if rows:
+    print(header)
   for r in rows:
     print(
       f"{r['config']:<26}{r['batch_size']:>6}{r['compile_s']:>10}{r['bare_steps_per_s']:>11}"
@@ -265,6 +322,13 @@ def main(argv):
   for r in conv_rows:
     print(
       f"{r['config']:<26}{r['xla_steps_per_s']:>10}{r['tap_steps_per_s']:>10}{r['tap_over_xla']:>9}"
+    )
+  if startup_rows:
+    print(f"{'start-up':<26}{'steps':>6}{'first s':>9}{'cached s':>10}{'ratio':>7}{'files':>7}")
+  for r in startup_rows:
+    print(
+      f"{r['config']:<26}{r['steps']:>6}{r['first_s']:>9}{r['cached_s']:>10}"
+      f"{r['first_over_cached']:>7}{r['cache_files']:>7}"
     )
   if sampler_rows:
     print(

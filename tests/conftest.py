@@ -73,3 +73,25 @@ def shrink(config, num_steps=2):
 @pytest.fixture(name="shrink")
 def _shrink_fixture():
   return shrink
+
+
+def train_steps(exp, num_steps):
+  """Runs ``num_steps`` compiled steps of ``exp`` from a fresh state.
+
+  Returns:
+    ``(state, metrics of every step)``, read back to the host.
+  """
+  import jax  # After the XLA flags above are set.
+
+  step_fn, it = exp.compile_train_step(), exp.train_iterator()
+  state = exp.parallel.put_replicated(exp.init_state())
+  history = []
+  for _ in range(num_steps):
+    state, metrics = step_fn(state, exp.parallel.put_batch(next(it)))
+    history.append(jax.device_get(exp.parallel.get_replicated(metrics)))
+  return jax.device_get(exp.parallel.get_replicated(state)), history
+
+
+@pytest.fixture(name="train_steps")
+def _train_steps_fixture():
+  return train_steps

@@ -85,6 +85,13 @@ OPTIMIZER = {
 }
 TRAIN = {
   "batch_size": F(128, "global batch, split over all devices", gt=0),
+  "grad_accum_steps": F(
+    1,
+    "micro-batches per step: each device runs batch_size / (devices * k) examples at a "
+    "time and the step makes one update from their mean gradient",
+    integer=True,
+    ge=1,
+  ),
   "num_steps": F(1000, "training steps", gt=0),
   "log_every": F(100, "steps between train-metric logs", gt=0),
   "eval_every": F(1000, "steps between evaluations (0 = only at the end)", ge=0),
@@ -96,6 +103,12 @@ TRAIN = {
   "distributed": F(False, "call jax.distributed.initialize() (multi-host)"),
   "async_checkpoint": F(True, "write checkpoints in a background thread"),
   "progress_bar": F(True, "show a progress bar on a terminal"),
+  "compilation_cache_dir": F(
+    "",
+    "XLA's persistent compilation cache, so a second start skips compiling: a directory, "
+    '"none" (off), or "" ($JAX_COMPILATION_CACHE_DIR, else jax/ in $GENJAX_CACHE_DIR '
+    "or ~/.cache/genjax)",
+  ),
   "profile_steps": F(
     0, "trace this many steps with the JAX profiler after the first log (0 = off)", ge=0
   ),
@@ -277,13 +290,26 @@ def validate(c: ml_collections.ConfigDict, num_devices: int | None = None):
     "model of its own; use 'shard_map' on several processes",
   )
   n = num_devices or (wanted if isinstance(wanted, int) and 0 < wanted <= available else available)
-  batch = c.train.batch_size
+  batch, accum = c.train.batch_size, c.train.grad_accum_steps
+  accum = accum if isinstance(accum, int) and accum > 1 else 1
   _check(
     errors,
-    isinstance(batch, int) and batch > 0 and batch % n == 0,
+    isinstance(batch, int) and batch > 0 and batch % (accum * n) == 0,
     "train.batch_size",
     batch,
-    f"must be a positive multiple of the {n} devices",
+    f"must be a positive multiple of the {n} devices"
+    if accum == 1
+    else f"must be a positive multiple of config.train.grad_accum_steps={accum} times the "
+    f"{n} devices ({accum * n})",
+  )
+  why = family.couples_examples(c) if family is not None and accum > 1 else None
+  _check(
+    errors,
+    why is None,
+    "train.grad_accum_steps",
+    accum,
+    f"{why}, so micro-batches would not give the whole batch's update; use 1 with "
+    f"family {c.family!r}",
   )
   _check(
     errors,

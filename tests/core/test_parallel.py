@@ -56,28 +56,22 @@ def _tiny_config(parallel: str, family: str = "vae"):
   return c
 
 
-def _train(parallel: str, devices, family: str = "vae"):
+def _train(train_steps, parallel: str, devices, family: str = "vae"):
   exp = experiment.build(_tiny_config(parallel, family), devices=devices)
-  step_fn, it = exp.compile_train_step(), exp.train_iterator()
-  state = exp.parallel.put_replicated(exp.init_state())
-  losses = []
-  for _ in range(NUM_STEPS):
-    state, metrics = step_fn(state, exp.parallel.put_batch(next(it)))
-    metrics = exp.parallel.get_replicated(metrics)
-    losses.append(float(metrics["loss"]))
-    if family == "vqvae":  # The restart path runs, so its cross-device agreement is checked.
-      assert float(metrics["codes_restarted"]) > 0
-  return jax.device_get(exp.parallel.get_replicated(state)), losses
+  state, history = train_steps(exp, NUM_STEPS)
+  if family == "vqvae":  # The restart path runs, so its cross-device agreement is checked.
+    assert all(float(metrics["codes_restarted"]) > 0 for metrics in history)
+  return state, [float(metrics["loss"]) for metrics in history]
 
 
 @pytest.mark.parametrize(
   "family", ["vae", "dae", "gan", "sngan", "infogan", "cgan", "ddpm", "vqvae"]
 )
-def test_one_device_shard_map_and_pmap_agree(family):
+def test_one_device_shard_map_and_pmap_agree(family, train_steps):
   assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"
-  one, one_losses = _train("shard_map", jax.devices()[:1], family)
-  sharded, sharded_losses = _train("shard_map", jax.devices(), family)
-  pmapped, pmapped_losses = _train("pmap", jax.devices(), family)
+  one, one_losses = _train(train_steps, "shard_map", jax.devices()[:1], family)
+  sharded, sharded_losses = _train(train_steps, "shard_map", jax.devices(), family)
+  pmapped, pmapped_losses = _train(train_steps, "pmap", jax.devices(), family)
   assert int(one.step) == int(sharded.step) == int(pmapped.step) == NUM_STEPS
   np.testing.assert_allclose(one_losses, sharded_losses, rtol=1e-5)
   np.testing.assert_allclose(one_losses, pmapped_losses, rtol=1e-5)

@@ -94,6 +94,7 @@ class Family:
     self.ema_decay = float(config.train.ema_decay)
     self.schedule = optim.make_schedule(config.optimizer, config.train.num_steps)
     self.tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
+    self.grad_accum_steps = int(config.train.grad_accum_steps)
     self._compiled: dict[Any, Callable] = {}
 
   def optimizers(self) -> dict[str | None, optax.GradientTransformation]:
@@ -171,6 +172,17 @@ class Family:
     return self.data.num_classes if conditional else 0
 
   @classmethod
+  def couples_examples(cls, config: ml_collections.ConfigDict) -> str | None:
+    """Why a step of ``config`` is not a mean over independent examples, or None.
+
+    Such a step (BatchNorm statistics, an EMA codebook moved by the whole batch)
+    gives another update on micro-batches, so ``train.grad_accum_steps > 1`` is
+    refused for it.
+    """
+    del config
+    return None
+
+  @classmethod
   def validate(cls, config: ml_collections.ConfigDict) -> list[str]:
     """Config errors that involve several fields ("config.field=value: why").
 
@@ -212,6 +224,37 @@ class Family:
     loss, metrics = self.loss_fn(params, batch, keys, step)
     return loss, (metrics, model_state)
 
+  def accumulate(self, grad_fn: Callable, model_state, batch) -> tuple[Any, Metrics, Any]:
+    """``grad_fn(model_state, batch) -> (grads, metrics, model_state)``, over micro-batches.
+
+    With ``train.grad_accum_steps = k > 1`` the per-device ``batch`` (any pytree
+    of ``[b, ...]`` arrays, per-example keys included) is cut into ``k``
+    consecutive micro-batches run one after another in a ``lax.scan``, so only
+    one micro-batch's activations are alive at a time. Gradients and metrics
+    are per-example means, so their mean over equal micro-batches is the whole
+    batch's: one optimizer update then equals the update on the full batch.
+    ``model_state`` is threaded through the micro-batches in order; families
+    whose state depends on the batch as a whole refuse ``k > 1``
+    (:meth:`couples_examples`), so only state a step leaves alone reaches here.
+    """
+    k = self.grad_accum_steps
+    if k == 1:  # The whole batch at once: the program a step has always compiled to.
+      return grad_fn(model_state, batch)
+    micro = jax.tree.map(lambda v: v.reshape((k, v.shape[0] // k) + v.shape[1:]), batch)
+    first = jax.tree.map(lambda v: v[0], micro)
+    totals = jax.tree.map(
+      lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(grad_fn, model_state, first)[:2]
+    )
+
+    def add(carry, one):
+      totals, model_state = carry
+      grads, metrics, model_state = grad_fn(model_state, one)
+      return (jax.tree.map(jnp.add, totals, (grads, metrics)), model_state), None
+
+    ((grads, metrics), model_state), _ = lax.scan(add, (totals, model_state), micro)
+    grads, metrics = jax.tree.map(lambda v: v / k, (grads, metrics))
+    return grads, metrics, model_state
+
   def train_step(
     self, state: TrainState, batch: dict[str, jax.Array], keys: jax.Array
   ) -> tuple[TrainState, Metrics]:
@@ -221,11 +264,18 @@ class Family:
     every device applies the identical update to its copy of the state.
     """
     grad_fn = jax.value_and_grad(self.stateful_loss_fn, has_aux=True)
-    (loss, (metrics, model_state)), grads = grad_fn(
-      state.params, state.model_state, batch, keys, state.step
+
+    def grads_and_metrics(model_state, micro):
+      (loss, (metrics, model_state)), grads = grad_fn(
+        state.params, model_state, micro["batch"], micro["keys"], state.step
+      )
+      return grads, dict(metrics, loss=loss), model_state
+
+    grads, metrics, model_state = self.accumulate(
+      grads_and_metrics, state.model_state, {"batch": batch, "keys": keys}
     )
     params, opt_state, norms = self.apply_gradients(None, state.params, state.opt_state, grads)
-    metrics = dict(metrics, loss=loss, **norms, learning_rate=self.schedule(state.step))
+    metrics = dict(metrics, **norms, learning_rate=self.schedule(state.step))
     return self.finish_step(state, params, opt_state, model_state, metrics)
 
   def eval_fn(

@@ -9,6 +9,11 @@ devices compute the same update. Each player has its own optax optimizer and
 learning rate (two time-scale update rule, Heusel et al. 2017). The EMA of the
 generator is what evaluation and pictures sample from.
 
+With ``config.train.grad_accum_steps`` each player's gradient is accumulated
+over the micro-batches before its update: D's over all of them first, then G's
+against the updated D, as on the full batch. BatchNorm couples the examples of
+a batch, so GANs with it (every DCGAN) refuse micro-batches.
+
 ``gan`` is unconditional; ``cgan`` (or ``config.model.conditional=True``)
 feeds the label to both players (an embedding into G; projection or
 concatenation in D). ``config.gan.code_classes=K`` makes an unconditional GAN
@@ -144,6 +149,12 @@ class GANFamily(Family):
       )
     return errors
 
+  @classmethod
+  def couples_examples(cls, c):
+    if c.model.architecture == "dcgan" or c.gan.d_norm == "batch":
+      return "BatchNorm normalises every example with its batch's statistics"
+    return None
+
   # -- networks ---------------------------------------------------------------
 
   def _labels(self, labels):
@@ -276,14 +287,19 @@ class GANFamily(Family):
 
   def _d_update(self, g_params, g_stats, carry, minibatch):
     d_params, d_opt, d_stats = carry
-    x, labels, keys = minibatch
-    z_keys, penalty_keys = genjax_random.split(keys, 2)
-    codes = self._codes(z_keys)
-    fake = self._generate(g_params, g_stats, z_keys, labels, True, g_labels=codes)[0]
     grad_fn = jax.value_and_grad(self._d_loss, has_aux=True)
-    (_, (metrics, d_stats)), grads = grad_fn(
-      d_params, d_stats, x, lax.stop_gradient(fake), labels, codes, penalty_keys
-    )
+
+    def grads_and_metrics(d_stats, micro):
+      x, labels, keys = micro
+      z_keys, penalty_keys = genjax_random.split(keys, 2)
+      codes = self._codes(z_keys)
+      fake = self._generate(g_params, g_stats, z_keys, labels, True, g_labels=codes)[0]
+      (_, (metrics, d_stats)), grads = grad_fn(
+        d_params, d_stats, x, lax.stop_gradient(fake), labels, codes, penalty_keys
+      )
+      return grads, metrics, d_stats
+
+    grads, metrics, d_stats = self.accumulate(grads_and_metrics, d_stats, minibatch)
     d_params, d_opt, norms = self.apply_gradients(DISCRIMINATOR, d_params, d_opt, grads, "d_")
     return (d_params, d_opt, d_stats), dict(metrics, **norms)
 
@@ -317,8 +333,16 @@ class GANFamily(Family):
     (d_params, d_opt, d_stats), d_metrics = lax.scan(d_update, carry, (x, labels, keys))
     g_keys = genjax_random.fold_in(keys[-1], 1)
     grad_fn = jax.value_and_grad(self._g_loss, has_aux=True)
-    (_, (g_metrics, g_stats)), grads = grad_fn(
-      params[GENERATOR], stats[GENERATOR], d_params, d_stats, g_keys, labels[-1]
+
+    def g_grads_and_metrics(g_stats, micro):
+      (_, (g_metrics, g_stats)), grads = grad_fn(
+        params[GENERATOR], g_stats, d_params, d_stats, *micro
+      )
+      return grads, g_metrics, g_stats
+
+    # G's gradient, over all micro-batches, is taken against D after its updates.
+    grads, g_metrics, g_stats = self.accumulate(
+      g_grads_and_metrics, stats[GENERATOR], (g_keys, labels[-1])
     )
     g_params, g_opt, norms = self.apply_gradients(
       GENERATOR, params[GENERATOR], opt[GENERATOR], grads, "g_"

@@ -115,6 +115,12 @@ class VQVAEFamily(Family):
   def validate(cls, c):
     return vq_errors(c)
 
+  @classmethod
+  def couples_examples(cls, c):
+    if c.vq.ema:
+      return "the EMA codebook moves once per step, by the whole batch's code assignments"
+    return None
+
   # -- network ----------------------------------------------------------------
 
   def init_params(self, key, batch):

@@ -35,7 +35,7 @@ with warnings.catch_warnings():
 from genjax import config as config_lib
 from genjax.core.train_state import TrainState, num_params
 from genjax.run import checkpoint as checkpoint_lib
-from genjax.run import evaluation, trained, writers
+from genjax.run import compile_cache, evaluation, trained, writers
 from genjax.run.experiment import Experiment, build
 
 log = logging.getLogger("genjax")
@@ -347,6 +347,7 @@ def train_and_evaluate(
   workdir = checkpoint_lib.as_path(workdir)
   try:
     checkpoint_lib.check_workdir(workdir)
+    compile_cache.enable(config.train.compilation_cache_dir)  # Before anything compiles.
     with checkpoint_lib.WorkdirLock(workdir):  # One run per workdir.
       return _train(build(config), workdir)
   except checkpoint_lib.DiskFullError:
