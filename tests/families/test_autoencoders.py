@@ -151,6 +151,9 @@ def test_vae_eval_fn_metrics_are_consistent():
   out = jax.jit(family.eval_fn, static_argnums=3)(params, batch, keys, 50)
   out = {k: _np(v) for k, v in out.items()}
   assert set(out) >= {"elbo", "recon", "kl", "nll", "bits_per_dim"}
+  np.testing.assert_allclose(
+    out.pop("posterior_mean_sq"), out.pop("posterior_mean") ** 2, rtol=1e-6
+  )
   for k, v in out.items():
     assert v.shape == (B,), k
     assert np.all(np.isfinite(v)), k
@@ -337,3 +340,25 @@ def test_pictures_of_a_single_example_skip_interpolations():
   grids = exp.family.pictures(params, _batch(n=1), jax.random.key(0))
   assert "interpolations" not in grids and "reconstructions" in grids
   assert all(np.isfinite(g).all() for g in grids.values())
+
+
+def test_active_units_count_the_dimensions_whose_posterior_mean_varies():
+  """Burda et al.'s count on an encoder built to use one of its three latent dimensions."""
+  from genjax.run import evaluation
+
+  exp, params = _build("vae")
+  mean_head = params["encoder"]["heads"]["mean"]
+  mean_head = {
+    "kernel": mean_head["kernel"].at[:, 1:].set(0.0),
+    "bias": mean_head["bias"].at[1:].set(0.25),  # Constant codes: inactive wherever they sit.
+  }
+  params = {
+    **params,
+    "encoder": {**params["encoder"], "heads": {**params["encoder"]["heads"], "mean": mean_head}},
+  }
+  metrics = evaluation.evaluate(exp, params, num_examples=0, num_samples=2)
+  x = jnp.asarray(exp.dataset.test["image"], jnp.float32) / 255.0
+  codes = np.asarray(exp.family.code(params, (x > 0.5).astype(jnp.float32)))
+  assert np.var(codes[:, 0]) > 0.01 and np.allclose(codes[:, 1:], 0.25)
+  assert metrics["eval/active_units"] == 1.0
+  assert "eval/posterior_mean" not in metrics

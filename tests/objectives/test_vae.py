@@ -436,3 +436,48 @@ def test_elbo_is_exact_for_exact_posterior():
 def test_docstring_examples():
   result = doctest.testmod(vae, optionflags=doctest.NORMALIZE_WHITESPACE)
   assert result.attempted > 0 and result.failed == 0
+
+
+def test_free_bits_stop_the_kl_gradient_of_dimensions_below_their_floor():
+  mean = jnp.array([[2.0, 0.05, 0.0], [1.5, -0.05, 0.0]])  # KL: large, tiny, zero
+  log_var = jnp.zeros_like(mean)
+  floor = 0.5
+
+  def free(m):
+    return jnp.mean(vae.free_bits_kl(m, log_var, floor))
+
+  def plain(m):
+    return jnp.mean(vae.kl_standard_normal(m, log_var))
+
+  per_dim = 0.5 * np.square(np.asarray(mean))  # KL of N(m, 1) from N(0, 1)
+  expected = per_dim[:, 0].mean() + 2 * floor  # Dimensions 1 and 2 sit at their floor.
+  np.testing.assert_allclose(free(mean), expected, rtol=1e-6)
+  grad, plain_grad = jax.grad(free)(mean), jax.grad(plain)(mean)
+  np.testing.assert_allclose(grad[:, 0], plain_grad[:, 0], rtol=1e-6)
+  np.testing.assert_array_equal(grad[:, 1:], 0.0)
+  # With every dimension above its floor, free bits change nothing.
+  np.testing.assert_allclose(
+    vae.free_bits_kl(mean, log_var, 1e-6), vae.kl_standard_normal(mean, log_var), rtol=1e-6
+  )
+
+
+def test_free_bits_change_only_the_loss_of_the_elbo():
+  x = jnp.ones((2, 3))
+  keys = jax.random.split(jax.random.key(0), 2)
+  fns = dict(
+    encode=lambda x: (0.1 * x, jnp.zeros_like(x)),
+    decode=lambda z: z[..., None],
+    log_likelihood=vae.LIKELIHOODS["gaussian_fixed"],
+  )
+  plain, free = vae.elbo(x, keys, **fns), vae.elbo(x, keys, free_bits=0.5, **fns)
+  for k in ("elbo", "recon", "kl"):
+    np.testing.assert_array_equal(plain[k], free[k])
+  np.testing.assert_allclose(free["loss"], -(free["recon"] - 3 * 0.5), rtol=1e-6)
+
+
+def test_active_units_threshold_the_variance_of_posterior_means():
+  rng = np.random.default_rng(0)
+  # Standard deviations 1, 0.3 and 0.01 around large offsets: variances 1, 0.09, 1e-4.
+  mu = rng.normal(size=(20000, 3)) * [1.0, 0.3, 0.01] + [50.0, -20.0, 30.0]
+  assert vae.active_units(mu.mean(0), np.square(mu).mean(0)) == 2
+  assert vae.active_units(mu.mean(0), np.square(mu).mean(0), threshold=1e-5) == 3

@@ -24,6 +24,13 @@ F = fields.Field
 OBJECTIVE = {
   "beta": F(1.0, "KL weight (beta-VAE)", ge=0),
   "kl_warmup_steps": F(0, "linear KL annealing from 0 to beta", ge=0),
+  "free_bits": F(
+    0.0,
+    "KL floor in nats per latent dimension (free bits): a dimension whose batch-mean "
+    "KL is below it is not pushed further towards the prior; 0 for none",
+    ge=0,
+    only_with=("objective.bound", ("elbo",)),
+  ),
   "bound": F("elbo", "what a VAE maximises: the ELBO or the IWAE bound", choices=("elbo", "iwae")),
   "num_samples": F(
     1,
@@ -252,6 +259,7 @@ class VAEFamily(_AutoencoderBase):
     self.log_likelihood = vae_objectives.get_likelihood(self.likelihood)
     self.beta = float(o.beta)
     self.kl_warmup_steps = int(o.kl_warmup_steps)
+    self.free_bits = float(o.free_bits)
     self.num_train_samples = int(o.num_samples) if o.bound == "iwae" else 1
     self.nll_chunk = int(config.eval.nll_chunk)
 
@@ -288,7 +296,7 @@ class VAEFamily(_AutoencoderBase):
       loss = -jnp.mean(bound)
       return loss, {"iwae_bound": -loss}
     beta = self.beta * vae_objectives.kl_warmup_weight(step, self.kl_warmup_steps)
-    terms = vae_objectives.elbo(x, keys, beta=beta, **fns)
+    terms = vae_objectives.elbo(x, keys, beta=beta, free_bits=self.free_bits, **fns)
     metrics = {
       "elbo": jnp.mean(terms["elbo"]),
       "recon": -jnp.mean(terms["recon"]),
@@ -306,13 +314,30 @@ class VAEFamily(_AutoencoderBase):
       x, genjax_random.fold_in(keys, 1), num_samples=num_samples, chunk_size=chunk, **fns
     )
     dims = math.prod(self.data.shape)
+    codes = self.code(params, x, self._labels(batch))
     return {
       "elbo": terms["elbo"],
       "recon": -terms["recon"],
       "kl": terms["kl"],
       "nll": nll,
       "bits_per_dim": nll / (dims * math.log(2.0)),
+      # Vectors [B, D], summed over the test split: their means give Cov_x(E_q[z]).
+      "posterior_mean": codes,
+      "posterior_mean_sq": jnp.square(codes),
     }
+
+  def summarize_eval(self, means):
+    means = dict(means)
+    mu, mu_sq = means.pop("posterior_mean"), means.pop("posterior_mean_sq")
+    out = super().summarize_eval(means)
+    out["active_units"] = float(vae_objectives.active_units(mu, mu_sq))
+    return out
+
+  @classmethod
+  def couples_examples(cls, config):
+    if config.objective.bound == "elbo" and config.objective.free_bits > 0:
+      return "free bits compare each dimension's KL averaged over the batch with its floor"
+    return super().couples_examples(config)
 
   def sample(self, params, keys, labels):
     z = genjax_random.normal(keys, (self.config.model.latent_dim,))

@@ -18,6 +18,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from genjax.core import random
 from genjax.objectives.reductions import sum_per_example
@@ -317,6 +318,7 @@ def elbo(
   log_likelihood: LogLikelihood,
   beta=1.0,
   kl_estimator: str = "analytic",
+  free_bits: float = 0.0,
 ) -> dict[str, jax.Array]:
   """Single-sample evidence lower bound per example.
 
@@ -334,10 +336,13 @@ def elbo(
     log_likelihood: ``(x, decoder_output) -> [B]``, e.g. from ``LIKELIHOODS``.
     beta: KL weight in the loss (may include a warm-up factor); scalar.
     kl_estimator: ``"analytic"`` (closed form) or ``"sample"`` (single-sample MC).
+    free_bits: nats per latent dimension below which its batch-mean KL is not
+      penalised (:func:`free_bits_kl`); 0 for none. Only the loss changes.
 
   Returns:
     Dict of ``[B]`` arrays: ``elbo = recon - kl`` (unweighted), ``recon`` =
-    log p(x|z), ``kl``, and ``loss = -(recon - beta * kl)``.
+    log p(x|z), ``kl``, and ``loss = -(recon - beta * kl)`` (with the free-bits
+    KL in place of ``kl`` when ``free_bits > 0``).
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -361,12 +366,40 @@ def elbo(
     kl = diag_gaussian_log_prob(z, mean, log_var) - diag_gaussian_log_prob(z, 0.0, 0.0)
   else:
     raise ValueError(f"unknown kl_estimator {kl_estimator!r}; allowed: ['analytic', 'sample']")
+  penalised = free_bits_kl(mean, log_var, free_bits) if free_bits > 0 else kl
   return {
     "elbo": recon - kl,
     "recon": recon,
     "kl": kl,
-    "loss": -(recon - beta * kl),
+    "loss": -(recon - beta * penalised),
   }
+
+
+def free_bits_kl(mean: jax.Array, log_var: jax.Array, floor: float) -> jax.Array:
+  """The KL a free-bits loss optimises, per example ``[B]`` (Kingma et al. 2016).
+
+  Each latent dimension is a group whose KL, averaged over the batch, is not
+  pushed below ``floor`` nats: a dimension under its floor adds the constant
+  ``floor`` (no gradient), one above it adds its KL. The batch mean of the
+  result is ``sum_d max(floor, mean_b KL_bd)``.
+  """
+  kl = 0.5 * (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)
+  kl = kl.reshape(kl.shape[0], -1)
+  above = jnp.mean(kl, axis=0) > floor
+  return jnp.sum(jnp.where(above, kl, floor), axis=1)
+
+
+def active_units(mean_of_means: jax.Array, mean_of_squares: jax.Array, threshold=0.01) -> int:
+  """Latent dimensions with ``Cov_x(E_q[z_d | x]) > threshold`` (Burda et al. 2016).
+
+  Args:
+    mean_of_means: ``E_x[mu_d]`` over a data set, ``[D]``.
+    mean_of_squares: ``E_x[mu_d^2]`` over the same set, ``[D]``.
+  """
+  # In float64: the difference of two similar moments loses float32's digits.
+  means = np.asarray(mean_of_means, np.float64)
+  variance = np.asarray(mean_of_squares, np.float64) - np.square(means)
+  return int(np.sum(variance > threshold))
 
 
 def iwae_bound(
