@@ -2,8 +2,9 @@
 
 ``autoregressive``: raster-order ancestral sampling (PixelCNN).
 ``diffusion``: DDPM, DDIM and classifier-free guidance.
+``sde``: continuous-time diffusion: reverse SDE, predictor–corrector, probability flow.
 """
 
-from genjax.samplers import autoregressive, diffusion
+from genjax.samplers import autoregressive, diffusion, sde
 
-__all__ = ["autoregressive", "diffusion"]
+__all__ = ["autoregressive", "diffusion", "sde"]
