@@ -106,3 +106,18 @@ def test_scatter_png(tmp_path):
   scatter_png(path, rng.normal(size=(50, 2)), modes=rng.normal(size=(4, 2)), title="t")
   with Image.open(path) as img:
     assert img.size[0] > 0 and img.size[1] > 0
+
+
+def test_readable_enlarges_by_a_whole_factor_and_titled_adds_a_band_of_text():
+  from genjax.evaluation.images import readable, titled
+
+  grid = np.random.default_rng(0).uniform(size=(34, 66, 1)).astype(np.float32)
+  big = readable(grid)
+  assert big.shape == (34 * 4, 66 * 4, 1) and max(big.shape[:2]) >= 256
+  np.testing.assert_array_equal(big[::4, ::4], grid)  # Pixels repeated, never blended.
+  assert readable(np.zeros((300, 10, 3))).shape == (300, 10, 3)
+  picture = titled(big, ["vae samples, step 30", "a caption long enough to wrap " * 3])
+  band = picture.shape[0] - big.shape[0]
+  assert picture.dtype == np.uint8 and picture.shape[1:] == big.shape[1:] and band > 30
+  np.testing.assert_array_equal(picture[band:], np.round(big * 255).astype(np.uint8))
+  assert picture[:band].min() == 0 and picture[:band].max() == 255  # Black text on white.

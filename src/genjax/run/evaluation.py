@@ -138,7 +138,7 @@ def save_pictures(
   paths = []
   captions = exp.family.captions()
   for name, grid in grids.items():
-    lines = [f"{cfg.family} {name}, step {step}"] + [captions[name]] * (name in captions)
+    lines = [f"{cfg.family} {name}, step {step}"] + ([captions[name]] if name in captions else [])
     picture = image_io.titled(image_io.readable(grid), lines)
     path = workdir / "images" / f"{name}.png"
     image_io.save_png(path, picture)
