@@ -180,8 +180,18 @@ def test_missing_manual_dir_raises_quickly(tmp_path, monkeypatch):
 def test_no_manual_dir_message(tmp_path, monkeypatch):
   monkeypatch.setattr(sources, "_host_reachable", lambda host: False)
   monkeypatch.delenv("GENJAX_MANUAL_DIR", raising=False)
+  monkeypatch.setattr(sources, "_BESIDE_CHECKOUT", tmp_path / "no shared data here")
   with pytest.raises(DatasetNotFoundError, match="no manual dir was set"):
     load_dataset("mnist", data_dir=str(tmp_path))
+
+
+def test_raw_files_beside_the_checkout_are_found_without_a_setting(tmp_path, monkeypatch):
+  monkeypatch.delenv("GENJAX_MANUAL_DIR", raising=False)
+  beside = tmp_path / "shared" / "data"
+  (beside / "mnist").mkdir(parents=True)
+  monkeypatch.setattr(sources, "_BESIDE_CHECKOUT", beside)
+  assert sources._resolve_manual_dir("mnist", None) == str(beside / "mnist")
+  assert sources._resolve_manual_dir("mnist", str(tmp_path)) == str(tmp_path)  # A setting wins.
 
 
 def test_cifar10_without_data_says_which_file_goes_where(tmp_path, monkeypatch):
