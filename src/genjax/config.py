@@ -42,6 +42,17 @@ DATA = {
   "manual_dir": F("", 'raw files for offline preparation ("" = $GENJAX_MANUAL_DIR)'),
   "preprocess": F("binarize_dynamic", "on-device op", choices=sorted(preprocessing.PREPROCESSORS)),
   "image_size": F(0, "resize the shorter side to this and crop the centre (0 = as stored)", ge=0),
+  "streaming": F(
+    False,
+    "tfds datasets: read batches from the prepared ArrayRecord files instead of decoding "
+    "whole splits into memory",
+  ),
+  "num_workers": F(
+    0,
+    "processes decoding batches read from disk (streaming, folder:); 0 = a thread",
+    integer=True,
+    ge=0,
+  ),
 }
 # The network facts several families read; a family narrows a field's rule where
 # its values mean something specific to it (AE: mlp | conv; GAN: mlp | dcgan).

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import grain
 import numpy as np
+from absl import flags
 
 
 def _num_examples(arrays: dict[str, np.ndarray]) -> int:
@@ -60,6 +61,7 @@ def make_train_iterator(
   process_count: int = 1,
   prefetch: int = 2,
   minibatches: int = 1,
+  num_workers: int = 0,
 ) -> grain.DatasetIterator:
   """Endless shuffled batches for this process; checkpointable position.
 
@@ -75,6 +77,9 @@ def make_train_iterator(
           of a GAN). With ``k > 1`` arrays come as ``[b, k, ...]``: example-major,
           so sharding the leading axis over devices gives every device its slice
           of each of the ``k`` minibatches.
+      num_workers: Worker processes that read and decode batches, for arrays
+          that are a table on disk (``take``); 0, and in-memory arrays, read in
+          a background thread. Batches do not depend on it.
 
   Returns:
       A grain ``DatasetIterator`` yielding dicts with each key of ``arrays``
@@ -112,11 +117,54 @@ def make_train_iterator(
   # Element k of the dataset is the batch of step k; grain supplies the
   # prefetching and the checkpointable position.
   ds = grain.MapDataset.range(_ENDLESS).map(gather)
+  if num_workers and hasattr(arrays, "take"):
+    return _WorkerBatches(ds, num_workers, prefetch)
   options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
   return iter(ds.to_iter_dataset(options))
 
 
 _ENDLESS = 2**62
+
+
+class _WorkerBatches:
+  """The batches of ``ds`` from ``num_workers`` processes, each making every W-th.
+
+  Its state is the next step, ``{"next_index": k}`` as without workers, rather
+  than grain's per-worker states: a checkpoint then resumes under any worker
+  count. Workers start at the first batch, from the step set last.
+  """
+
+  def __init__(self, ds: grain.MapDataset, num_workers: int, prefetch: int):
+    self._ds, self._workers, self._prefetch = ds, num_workers, prefetch
+    self._step, self._it = 0, None
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self._it is None:
+      # grain's workers read absl flags, unparsed when genjax runs as a library.
+      if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+      options = grain.MultiprocessingOptions(
+        num_workers=self._workers, per_worker_buffer_size=self._prefetch
+      )
+      self._it = iter(self._ds[self._step :].to_iter_dataset().mp_prefetch(options))
+    batch = next(self._it)
+    self._step += 1
+    return batch
+
+  def get_state(self) -> dict[str, int]:
+    return {"next_index": self._step}
+
+  def set_state(self, state: dict[str, int]) -> None:
+    self.close()
+    self._step = int(state["next_index"])
+
+  def close(self) -> None:
+    if self._it is not None:
+      self._it.close()
+      self._it = None
 
 
 class _EpochShuffle:

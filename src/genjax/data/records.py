@@ -35,13 +35,13 @@ class RecordTable(Mapping):
 
   A column supports ``len``, integer-array and slice indexing (``col[idx]``),
   like a NumPy array, but reads only the records asked for. :meth:`take`
-  reads a batch of records once for all columns.
+  reads a batch of records once for all columns. Subclasses read other record
+  layouts by overriding :meth:`_decode` (and what they pickle).
   """
 
   def __init__(self, path: str | os.PathLike, shape: tuple[int, ...]):
     self.path, self.shape = os.fspath(path), tuple(shape)
     self._source = array_record_data_source.ArrayRecordDataSource(self.path)
-    self._pixels = int(np.prod(shape))
 
   def __len__(self) -> int:  # Number of columns (a Mapping).
     return 2
@@ -62,20 +62,27 @@ class RecordTable(Mapping):
     """``{"image": uint8 [B, *shape], "label": int32 [B]}`` for integer ``indices [B]``."""
     indices = np.asarray(indices, np.int64)
     flat = indices.reshape(-1)
-    records = self._source.__getitems__(flat.tolist()) if flat.size else []
-    raw = np.frombuffer(b"".join(records), np.uint8).reshape(flat.size, 4 + self._pixels)
-    labels = raw[:, :4].copy().view("<i4")[:, 0].astype(np.int32)
-    images = raw[:, 4:].reshape((flat.size,) + self.shape)
+    if flat.size:
+      images, labels = self._decode(self._source.__getitems__(flat.tolist()))
+    else:
+      images, labels = np.zeros((0,) + self.shape, np.uint8), np.zeros(0, np.int32)
     return {
       "image": images.reshape(indices.shape + self.shape),
       "label": labels.reshape(indices.shape),
     }
 
+  def _decode(self, records: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """``(uint8 [n, *shape], int32 [n])`` from the records :func:`write_records` wrote."""
+    pixels = int(np.prod(self.shape))
+    raw = np.frombuffer(b"".join(records), np.uint8).reshape(len(records), 4 + pixels)
+    labels = raw[:, :4].copy().view("<i4")[:, 0].astype(np.int32)
+    return raw[:, 4:].reshape((len(records),) + self.shape), labels
+
   def __getstate__(self):  # Worker processes reopen the file.
     return {"path": self.path, "shape": self.shape}
 
   def __setstate__(self, state):
-    self.__init__(state["path"], state["shape"])
+    self.__init__(**state)
 
 
 class _Column:

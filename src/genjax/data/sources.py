@@ -1,4 +1,4 @@
-"""Datasets loaded fully into host memory as numpy arrays.
+"""Datasets: into host memory as numpy arrays, or streamed from disk.
 
 Two families:
 
@@ -8,6 +8,8 @@ Two families:
 * Anything else is read through tensorflow-datasets (``mnist``,
   ``fashion_mnist``, ``cifar10``, ...). The decoded splits are cached as
   ``.npz`` next to the prepared dataset, so only the first load is slow.
+  With ``streaming=True`` nothing is decoded up front: batches read their
+  records from the prepared ArrayRecord files (:class:`TfdsTable`).
   Under ``tfds.testing.mock_data`` they are read from the mock's random
   examples instead: nothing is prepared and nothing is cached.
 """
@@ -85,6 +87,7 @@ def load_dataset(
   data_dir: str | None = None,
   manual_dir: str | None = None,
   image_size: int = 0,
+  streaming: bool = False,
   seed: int = 0,
 ) -> Dataset:
   """Loads a dataset: into memory, or (``folder:/path``) as records read from disk.
@@ -97,6 +100,9 @@ def load_dataset(
           subdirectory with them); defaults to ``$GENJAX_MANUAL_DIR``.
       image_size: Resize every image's shorter side to this and crop the
           centre square (0 keeps the stored size).
+      streaming: Read a tfds dataset's splits from its prepared ArrayRecord
+          files batch by batch (``train`` and ``test`` are :class:`TfdsTable`)
+          instead of decoding them whole into memory.
       seed: Unused: shipped data comes from fixed internal seeds so every
           experiment seed sees identical data. Accepted so configs can pass it.
 
@@ -115,7 +121,10 @@ def load_dataset(
   if name == "digits":
     dataset = _load_digits()
   else:
-    dataset = _load_tfds(name, data_dir=data_dir, manual_dir=manual_dir)
+    dataset = _load_tfds(
+      name, data_dir=data_dir, manual_dir=manual_dir, stream_size=image_size if streaming else None
+    )
+  # Streamed images come resized already, so this leaves them alone.
   return _resized(dataset, image_size) if image_size else dataset
 
 
@@ -274,7 +283,7 @@ def closest_name(name: str) -> str | None:
   return close[0] if close else None
 
 
-def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
+def _load_tfds(name: str, *, data_dir, manual_dir, stream_size: int | None = None) -> Dataset:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   if not is_tfds_name(name):
@@ -307,7 +316,12 @@ def _load_tfds(name: str, *, data_dir, manual_dir) -> Dataset:
       f"tfds dataset {name!r} needs a 'train' and a 'test' or 'validation'"
       f" split; it has {sorted(splits)}."
     )
-  read = _read_split_mocked if mocked else _load_split_cached
+  if mocked:
+    read = _read_split_mocked
+  elif stream_size is not None:
+    read = lambda builder, split, _: _stream_split(builder, split, stream_size)
+  else:
+    read = _load_split_cached
   train = read(builder, "train", has_label)
   test = read(builder, test_split, has_label)
   return Dataset(
@@ -464,8 +478,12 @@ def _write_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
     raise
 
 
+def _is_array_record(builder) -> bool:
+  return str(getattr(builder.info.file_format, "value", "")) == "array_record"
+
+
 def _read_split(builder, split: str, has_label: bool) -> dict[str, np.ndarray]:
-  if str(getattr(builder.info.file_format, "value", "")) != "array_record":
+  if not _is_array_record(builder):
     return _read_split_tf(builder, split, has_label)
   source = builder.as_data_source(split=split)
   n = len(source)
@@ -485,6 +503,52 @@ def _read_split_mocked(builder, split: str, has_label: bool) -> dict[str, np.nda
   # One by one: the mock's __getitems__ is not bound to its source (tfds 4.9),
   # and the mock's as_dataset aborts in TensorFlow for batch_size=-1.
   return _stack_records([source[i] for i in range(len(source))], has_label)
+
+
+def _stream_split(builder, split: str, size: int) -> TfdsTable:
+  if not _is_array_record(builder):
+    raise ValueError(
+      f"config.data.streaming=True: {builder.name} in {builder.data_dir} was prepared as "
+      f"{builder.info.file_format}, which has no random access; prepare it again in a fresh "
+      "config.data.data_dir (genjax prepares ArrayRecord), or set config.data.streaming=False"
+    )
+  return TfdsTable(builder.data_dir, split, size)
+
+
+class TfdsTable(records.RecordTable):
+  """One split of a tfds dataset prepared as ArrayRecord, decoded as its records are read.
+
+  Decoding each image (PNG, then resizing to ``size``) is what streaming costs
+  per batch; with ``data.num_workers`` it runs in grain's worker processes, each
+  of which unpickles the table and reopens the files.
+  """
+
+  def __init__(self, directory: str | os.PathLike, split: str, size: int = 0):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+    self.directory, self.split = os.fspath(directory), split
+    builder = tfds.builder_from_directory(self.directory)
+    features = builder.info.features
+    self._has_label = "label" in features
+    stored = tuple(features["image"].shape)
+    # Like the in-memory path, which leaves images of the asked size untouched.
+    self.size = size if size and stored[:2] != (size, size) else 0
+    self.shape = (size, size, stored[-1]) if self.size else stored
+    if None in self.shape:
+      raise ValueError(
+        f"{builder.name}: images of varying size {stored}; set config.data.image_size"
+      )
+    self._source = builder.as_data_source(split=split)
+
+  def _decode(self, examples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    arrays = _stack_records(examples, self._has_label)
+    images = arrays["image"]
+    if self.size:
+      images = np.stack([records.resize_center_crop(x, self.size) for x in images])
+    return images, arrays["label"]
+
+  def __getstate__(self):
+    return {"directory": self.directory, "split": self.split, "size": self.size}
 
 
 def _stack_records(records, has_label: bool) -> dict[str, np.ndarray]:

@@ -71,6 +71,7 @@ class Experiment:
       process_index=jax.process_index(),
       process_count=jax.process_count(),
       minibatches=self.family.minibatches,
+      num_workers=self.config.data.num_workers,
     )
 
   def example_batch(self) -> dict[str, np.ndarray]:
@@ -133,6 +134,7 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
     data_dir=data_cfg.data_dir or None,
     manual_dir=data_cfg.manual_dir or None,
     image_size=data_cfg.image_size,
+    streaming=data_cfg.streaming,
   )
   test_size = len(dataset.test["label"])
   if config.eval.num_images > test_size:

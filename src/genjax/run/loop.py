@@ -238,6 +238,7 @@ class _Run:
     )
 
   def close(self) -> None:
+    self.data.close()  # Stops the data's worker processes, if any.
     self.ckpt.wait()  # A failing run still leaves its last checkpoint complete.
     self.ckpt.close()
 
