@@ -227,3 +227,37 @@ def test_a_trained_ddpm_run_samples_with_the_ode(tmp_path):
     "Heun, 20 steps"
     in model._family({"sampler": "ode_heun", "sample_steps": 20}).sampler_description()
   )
+
+
+def test_images_get_pictures_and_a_dequantized_likelihood():
+  c = _config(
+    sampler="ode_euler", sample_steps=3, ode_likelihood=True, ode_rtol=1e-3, ode_atol=1e-3
+  )
+  c.diffusion.update(clip_x0=True, num_steps=10)
+  c.data.update(name="digits", preprocess="scale_pm1")
+  c.unet.update(
+    channels=8, num_groups=4, num_res_blocks=1, channel_mults=(1,), attention_resolutions=()
+  )
+  exp = experiment.build(c, jax.devices()[:1])
+  family, params = exp.family, perturbed(exp.init_state().params)
+  x0 = jnp.asarray(exp.dataset.test["image"][:2], jnp.float32) / 127.5 - 1.0
+  pictures = family.pictures(
+    params, {"x": x0, "label": jnp.zeros((2,), jnp.int32)}, jax.random.key(0)
+  )
+  assert {"samples", "trajectory", "forward", "samplers"} <= set(pictures)
+  keys = jax.random.split(jax.random.key(5), 2)
+  out = jax.jit(lambda p: family._ode_likelihood(p, x0, None, keys))(params)
+  # By hand: the same dequantization noise and probes, then 7 bits for the 256 levels.
+  deq_keys, probe_keys = genjax_random.split(keys, 2)
+  x = sde_likelihood.dequantize(deq_keys, x0)
+  assert np.all(np.abs(np.asarray(x - x0)) < 1 / 127)
+  alpha_bar = np.cumprod(1.0 - diffusion_lib.make_betas("linear", 10, 1e-4, 0.02))
+  score = diffusion_sde.score_fn(
+    family.sde, lambda x, t: family.denoise(params, x, t), "eps", alpha_bar
+  )
+  log_p = sde_likelihood.log_likelihood(
+    score, family.sde, x, probe_keys, t_min=0.1, rtol=1e-3, atol=1e-3
+  )
+  np.testing.assert_allclose(
+    out["ode_bits_per_dim"], sde_likelihood.bits_per_dim_8bit(log_p, 64), rtol=1e-4
+  )
