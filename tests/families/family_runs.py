@@ -7,6 +7,15 @@ from genjax.run import checkpoint as checkpoint_lib
 from genjax.run import experiment, loop
 
 
+def perturbed(params, scale=0.05):
+  """Random weights everywhere: zero-initialised output layers would hide bugs."""
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(7), len(leaves))
+  return treedef.unflatten(
+    [p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
+  )
+
+
 def assert_resume_is_bit_identical(config, workdir):
   """Trains 4 steps straight and 2 + 2 with a restart; the step-4 states must be equal.
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from family_runs import assert_resume_is_bit_identical
+from family_runs import assert_resume_is_bit_identical, perturbed
 
 from genjax import config as config_lib
 from genjax.core import random as genjax_random
@@ -29,20 +29,11 @@ def _config(**diffusion):
   return c
 
 
-def _perturbed(params, scale=0.05):
-  """Random weights everywhere: the zero-initialised output layers would hide bugs."""
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(7), len(leaves))
-  return treedef.unflatten(
-    [p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
-  )
-
-
 @pytest.fixture(scope="module", name="tiny")
 def _tiny():
   """A 10-step diffusion model on 8×8 digits with random (non-zero) weights."""
   exp = experiment.build(_config(), jax.devices()[:1])
-  params = _perturbed(exp.init_state().params)
+  params = perturbed(exp.init_state().params)
   x0 = jnp.asarray(exp.dataset.test["image"][:4], jnp.float32) / 127.5 - 1.0
   return exp, params, x0
 
@@ -136,7 +127,7 @@ def _conditional(**diffusion):
   c = _config(**diffusion)
   c.model.conditional = True
   exp = experiment.build(c, jax.devices()[:1])
-  return exp.family, _perturbed(exp.init_state().params)
+  return exp.family, perturbed(exp.init_state().params)
 
 
 def test_guidance_scale_one_is_the_conditional_model():
@@ -180,7 +171,7 @@ def test_conditional_training_drops_labels_to_the_null_label():
   [
     (dict(schedule="quadratic"), "config.diffusion.schedule='quadratic': allowed: linear, cosine"),
     (dict(parameterization="score"), "config.diffusion.parameterization='score'"),
-    (dict(sampler="euler"), "config.diffusion.sampler='euler': allowed: ddpm, ddim"),
+    (dict(sampler="euler"), "config.diffusion.sampler='euler': did you mean 'ode_euler'"),
     (dict(sample_steps=11), "config.diffusion.sample_steps=11: must be an integer in"),
     (dict(spacing="uniform"), "config.diffusion.spacing='uniform'"),
     (dict(p_uncond=1.5), "config.diffusion.p_uncond=1.5"),

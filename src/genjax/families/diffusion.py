@@ -32,6 +32,7 @@ from genjax.core import fields
 from genjax.core import random as genjax_random
 from genjax.data import sources
 from genjax.evaluation import images as image_lib
+from genjax.families import diffusion_sde
 from genjax.families.base import Family, register
 from genjax.models import unet as unet_models
 from genjax.objectives import diffusion as diffusion_lib
@@ -56,13 +57,18 @@ DIFFUSION = {
   "min_snr_gamma": F(5.0, "gamma of the min-SNR weighting (Hang et al. 2023)", gt=0),
   "model_variance": F("beta", "reverse-process variance", choices=diffusion_lib.MODEL_VARIANCES),
   "p_uncond": F(0.1, "label dropout for classifier-free guidance", ge=0, le=1),
-  "sampler": F("ddim", "sampler of evaluation and pictures", choices=samplers.SAMPLERS),
-  "sample_steps": F(50, "DDIM steps (at most num_steps)"),
+  "sampler": F(
+    "ddim",
+    "sampler of evaluation and pictures: discrete (ddpm, ddim) or on the VP SDE (sde, pc, ode_*)",
+    choices=samplers.SAMPLERS + tuple(diffusion_sde.SAMPLERS),
+  ),
+  "sample_steps": F(50, "DDIM steps (at most num_steps), or steps of sde, pc, ode_euler, ode_heun"),
   "spacing": F("trailing", "DDIM timestep spacing", choices=samplers.SPACINGS),
   "eta": F(0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)", ge=0, le=1),
   "guidance_scale": F(1.0, "classifier-free guidance: 1 = conditional, 0 = unconditional"),
   "guidance_scales": F((0.0, 1.0, 2.0, 4.0), "rows of images/guidance.png"),
-  "clip_x0": F(True, "clip predicted x0 to [-1, 1] while sampling"),
+  "clip_x0": F(True, "clip predicted x0 to [-1, 1] while sampling with ddpm or ddim"),
+  **diffusion_sde.FIELDS,
 }
 UNET = {
   "channels": F(64, "base width", integer=True, ge=1),
@@ -81,8 +87,13 @@ UNET = {
 
 def _errors(c: ml_collections.ConfigDict) -> list[str]:
   d, errors = c.diffusion, []
-  if isinstance(d.num_steps, int) and not (
-    isinstance(d.sample_steps, int) and 1 <= d.sample_steps <= d.num_steps
+  continuous = d.sampler in diffusion_sde.SAMPLERS
+  if continuous and not (isinstance(d.sample_steps, int) and d.sample_steps >= 1):
+    errors.append(f"config.diffusion.sample_steps={d.sample_steps!r}: must be an integer >= 1")
+  elif (
+    not continuous
+    and isinstance(d.num_steps, int)
+    and not (isinstance(d.sample_steps, int) and 1 <= d.sample_steps <= d.num_steps)
   ):
     errors.append(
       f"config.diffusion.sample_steps={d.sample_steps!r}: must be an integer in "
@@ -93,6 +104,7 @@ def _errors(c: ml_collections.ConfigDict) -> list[str]:
       f"config.diffusion.beta_start={d.beta_start!r}, beta_end={d.beta_end!r}: "
       "need 0 < beta_start < beta_end < 1"
     )
+  errors += diffusion_sde.errors(d)
   points = c.data.name in sources.POINT_DATASETS
   if points:
     if d.clip_x0:
@@ -134,7 +146,11 @@ class DiffusionFamily(Family):
     self.null_label = self.num_classes  # The embedding's extra row.
     betas = diffusion_lib.make_betas(d.schedule, d.num_steps, d.beta_start, d.beta_end)
     self.noise = diffusion_lib.make_schedule(betas)
+    self._alphas_cumprod = np.cumprod(1.0 - betas)  # float64: the continuous time mapping
     self.num_steps = int(d.num_steps)
+    self.sde = diffusion_sde.continuous_sde(
+      d.schedule, self.num_steps, float(d.beta_start), float(d.beta_end)
+    )
     self.parameterization, self.weighting = d.parameterization, d.weighting
     self.model_variance = d.model_variance
     self.clip_x0 = bool(d.clip_x0) and data.kind == "image"
@@ -256,7 +272,20 @@ class DiffusionFamily(Family):
     out = {"mse": self._loss_terms(output, x0, eps, t, x_t, "simple")}
     if self.data.kind == "image":
       out.update(self._bound(params, x0, labels, bound_keys, num_samples))
+    if self.config.diffusion.ode_likelihood:
+      # A stream of its own: the metrics above keep their noise.
+      out.update(self._ode_likelihood(params, x0, labels, genjax_random.fold_in(keys, 2)))
     return out
+
+  def _score_fn(self, model_fn):
+    ac = self._alphas_cumprod
+    return diffusion_sde.score_fn(self.sde, model_fn, self.parameterization, ac)
+
+  def _ode_likelihood(self, params, x0, labels, keys):
+    """``ode_nll``, ``ode_bits_per_dim`` and ``ode_nfe`` of the conditional model."""
+    score = self._score_fn(lambda x, t: self.denoise(params, x, t, labels))
+    images = self.data.kind == "image"
+    return diffusion_sde.ode_likelihood(score, self.sde, x0, keys, self.config, images=images)
 
   def _vlb_term(self, params, x0, labels, t, keys):
     eps = genjax_random.normal(keys, x0.shape[1:])
@@ -309,6 +338,9 @@ class DiffusionFamily(Family):
   def sampler_description(self) -> str:
     """E.g. "DDIM, 50 trailing steps, eta 0, x0 clipped to [-1, 1]"."""
     d = self.config.diffusion
+    if d.sampler in diffusion_sde.SAMPLERS:
+      out = diffusion_sde.describe(self.config)
+      return out + (f", guidance scale {float(d.guidance_scale):g}" if self.conditional else "")
     if d.sampler == "ddpm":
       variance = "beta_t" if self.model_variance == "beta" else "posterior beta tilde_t"
       out = f"DDPM ancestral, {self.num_steps} steps, sigma_t^2 = {variance}"
@@ -330,13 +362,17 @@ class DiffusionFamily(Family):
     steps: int | None = None,
     scale: float | jax.Array | None = None,
     trajectory: bool = False,
+    return_nfe: bool = False,
   ):
-    """Samples with a named sampler (``steps`` for DDIM, ``scale`` for guidance).
+    """Samples with a named sampler (``steps`` for DDIM and the fixed-step continuous
+    samplers, ``scale`` for guidance).
 
     A Python ``scale`` of 1 (0) runs only the conditional (unconditional) model;
     any other scale, or a traced one, runs both in one batched call.
 
-    Returns ``x_0 [B, ...]``, or ``(x_0, trajectory [S, B, ...])`` when asked.
+    Returns ``x_0 [B, ...]``, or ``(x_0, trajectory [S, B, ...])`` when asked, and
+    the network evaluations per sample ``nfe [B]`` last with ``return_nfe``
+    (guidance runs each on a doubled batch).
     """
     d = self.config.diffusion
     scale = d.guidance_scale if scale is None else scale
@@ -344,6 +380,12 @@ class DiffusionFamily(Family):
     model_fn = self._model_fn(params, labels, scale)
     start_keys, keys = genjax_random.split(keys, 2)
     x_T = genjax_random.normal(start_keys, self.data.shape)
+    if sampler in diffusion_sde.SAMPLERS:
+      score = self._score_fn(model_fn)
+      options = dict(trajectory=trajectory, trajectory_steps=PICTURE_COLUMNS, return_nfe=return_nfe)
+      return diffusion_sde.generate(
+        score, self.sde, x_T, keys, self.config, sampler, steps, **options
+      )
     kwargs = dict(parameterization=self.parameterization, clip_x0=self.clip_x0)
     if sampler == "ddpm":
       result = samplers.ddpm_sample(
@@ -368,7 +410,11 @@ class DiffusionFamily(Family):
         return_trajectory=trajectory,
         **kwargs,
       )
-    return result
+    if not return_nfe:
+      return result
+    count = self.num_steps if sampler == "ddpm" else int(steps or d.sample_steps)
+    nfe = jnp.full((x_T.shape[0],), count, jnp.int32)
+    return (result, nfe) if not trajectory else (*result, nfe)
 
   def sample(self, params, keys, labels):
     x = self.generate(params, keys, labels, sampler=self.config.diffusion.sampler)

@@ -12,7 +12,10 @@ Conventions (see :mod:`genjax.objectives.sde`):
     ``fold_in(keys[j], i)``, so sample j depends only on ``x_1[j]`` and ``keys[j]``
     (the Langevin step size too, unless ``langevin_norms="batch"``).
   * With ``return_nfe=True`` a sampler returns ``(x, nfe)``, nfe being the score
-    evaluations per example, int32 ``[B]``.
+    evaluations per example, int32 ``[B]``; with ``return_trajectory=True``,
+    ``(x, trajectory [S, B, ...])`` (or ``(x, trajectory, nfe)``), the state after
+    each of the S steps (the adaptive ODE: at ``trajectory_steps`` evenly spaced
+    times), the last frame being x.
 """
 
 from __future__ import annotations
@@ -41,13 +44,18 @@ def _full(t, x):
   return jnp.full((x.shape[0],), t, jnp.float32)
 
 
-def _finish(score_fn, sde, x, t_min, denoise, nfe, return_nfe):
+def _finish(score_fn, sde, x, t_min, denoise, nfe, return_nfe, path=None):
   if denoise:
     t = _full(t_min, x)
     x = sdes.tweedie_denoise(sde, x, t, score_fn(x, t))
     nfe = nfe + 1
   nfe = jnp.broadcast_to(jnp.asarray(nfe, jnp.int32), (x.shape[0],))
-  return (x, nfe) if return_nfe else x
+  out = (x,)
+  if path is not None:  # The last frame is the returned sample, denoised or not.
+    out += (path.at[-1].set(x),)
+  if return_nfe:
+    out += (nfe,)
+  return out if len(out) > 1 else x
 
 
 def _predict(score_fn, sde: SDE, predictor: str, x, t, t_next, noise_keys):
@@ -91,6 +99,7 @@ def euler_maruyama(
   t_min: float = 1e-3,
   denoise: bool = False,
   return_nfe: bool = False,
+  return_trajectory: bool = False,
 ):
   """Euler–Maruyama on the reverse SDE ``dx = [f - g² ∇log p_t] dt + g dW̄``.
 
@@ -103,6 +112,7 @@ def euler_maruyama(
     t_min: end time.
     denoise: finish with Tweedie's E[x_0 | x_{t_min}].
     return_nfe: also return the score evaluations per example.
+    return_trajectory: also return the state after every step.
 
   Returns:
     x ``[B, ...]``, or ``(x, nfe [B])``.
@@ -118,6 +128,7 @@ def euler_maruyama(
     t_min=t_min,
     denoise=denoise,
     return_nfe=return_nfe,
+    return_trajectory=return_trajectory,
   )
 
 
@@ -135,6 +146,7 @@ def predictor_corrector(
   t_min: float = 1e-3,
   denoise: bool = False,
   return_nfe: bool = False,
+  return_trajectory: bool = False,
 ):
   """Predictor–corrector sampling (Song et al. 2021, Algorithms 4 and 5).
 
@@ -143,8 +155,8 @@ def predictor_corrector(
   ``2 α (snr ||z|| / ||score||)²`` (per example).
 
   Args:
-    score_fn, sde, x_T, keys, num_steps, t_min, denoise, return_nfe: as
-      :func:`euler_maruyama`.
+    score_fn, sde, x_T, keys, num_steps, t_min, denoise, return_nfe,
+      return_trajectory: as :func:`euler_maruyama`.
     predictor: one of ``PREDICTORS``.
     corrector_steps: Langevin steps after each predictor step (0: predictor only).
     snr: the corrector's signal-to-noise ratio r (0.16 is the paper's for CIFAR-10).
@@ -174,12 +186,13 @@ def predictor_corrector(
       x = _langevin(
         score_fn, sde, x, tb_next, t - t_next, random.fold_in(step_keys, j), snr, langevin_norms
       )
-    return x.astype(x_T.dtype), None
+    x = x.astype(x_T.dtype)
+    return x, x if return_trajectory else None
 
   xs = (jnp.arange(num_steps), jnp.asarray(grid[:-1]), jnp.asarray(grid[1:]))
-  x, _ = jax.lax.scan(step, x_T, xs)
+  x, path = jax.lax.scan(step, x_T, xs)
   nfe = num_steps * (1 + corrector_steps)
-  return _finish(score_fn, sde, x, t_min, denoise, nfe, return_nfe)
+  return _finish(score_fn, sde, x, t_min, denoise, nfe, return_nfe, path)
 
 
 def probability_flow(
@@ -195,6 +208,8 @@ def probability_flow(
   t_min: float = 1e-3,
   denoise: bool = False,
   return_nfe: bool = False,
+  return_trajectory: bool = False,
+  trajectory_steps: int = 10,
 ):
   """Deterministic sampling along the probability-flow ODE ``dx/dt = f - g² ∇log p_t / 2``.
 
@@ -206,6 +221,8 @@ def probability_flow(
       (2nd order, 2 per step) or "adaptive" (diffrax Tsit5 with a PID controller,
       step sizes chosen per example).
     rtol, atol: tolerances of "adaptive".
+    return_trajectory: also return intermediate states (see the module's conventions).
+    trajectory_steps: frames of the "adaptive" trajectory.
 
   Returns:
     x ``[B, ...]``, or ``(x, nfe [B])``.
@@ -217,8 +234,12 @@ def probability_flow(
     def field(t, y):  # one example: add and remove a batch axis of 1
       return velocity(y[None], jnp.full((1,), t, jnp.float32))[0]
 
-    x, nfe = ode.solve_per_example(field, x_T, 1.0, t_min, rtol=rtol, atol=atol)
-    return _finish(score_fn, sde, x, t_min, denoise, nfe, return_nfe)
+    save_ts = jnp.asarray(_grid(trajectory_steps, t_min)[1:]) if return_trajectory else None
+    x, nfe, *path = ode.solve_per_example(
+      field, x_T, 1.0, t_min, rtol=rtol, atol=atol, save_ts=save_ts
+    )
+    path = jnp.swapaxes(path[0], 0, 1) if path else None  # [B, S, ...] -> [S, B, ...]
+    return _finish(score_fn, sde, x, t_min, denoise, nfe, return_nfe, path)
 
   grid = _grid(num_steps, t_min)
 
@@ -227,14 +248,14 @@ def probability_flow(
     tb, tb_next = _full(t, x), _full(t_next, x)
     dt = t_next - t
     d = velocity(x, tb)
-    x_euler = x + dt * d
-    if method == "euler":
-      return x_euler, None
-    return x + 0.5 * dt * (d + velocity(x_euler, tb_next)), None
+    x_next = x + dt * d
+    if method != "euler":
+      x_next = x + 0.5 * dt * (d + velocity(x_next, tb_next))
+    return x_next, x_next if return_trajectory else None
 
-  x, _ = jax.lax.scan(step, x_T, (jnp.asarray(grid[:-1]), jnp.asarray(grid[1:])))
+  x, path = jax.lax.scan(step, x_T, (jnp.asarray(grid[:-1]), jnp.asarray(grid[1:])))
   nfe = num_steps * (1 if method == "euler" else 2)
-  return _finish(score_fn, sde, x, t_min, denoise, nfe, return_nfe)
+  return _finish(score_fn, sde, x, t_min, denoise, nfe, return_nfe, path)
 
 
 def sample(name: str, score_fn: ScoreFn, sde: SDE, x_T: jax.Array, keys: jax.Array, **kwargs):
