@@ -1,4 +1,4 @@
-# genjax: make install | test | train | bench | eval WORKDIR=... | clean
+# genjax: make install | test | train | bench | bench-twin | eval WORKDIR=... | clean
 VENV      ?= .venv
 PYTHON    ?= python3
 PY        := $(VENV)/bin/python
@@ -14,7 +14,7 @@ WORKDIR   ?= runs/$(basename $(notdir $(CONFIG)))
 # running, dominates the tests' tiny programs (tests/conftest.py has the measurements).
 TEST_XLA_FLAGS ?= --xla_force_host_platform_device_count=8 --xla_cpu_collective_call_terminate_timeout_seconds=600 --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false
 
-.PHONY: install test test-fast train eval bench clean
+.PHONY: install test test-fast train eval bench bench-twin clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ eval: install
 
 bench: install
 	$(PY) benchmarks/bench.py
+
+# genjax against a PyTorch twin of each reference model (CPU torch, the bench extra).
+bench-twin: install
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
+	$(PY) benchmarks/torch_twin.py
 
 clean:
 	rm -rf runs bench_results .pytest_cache

@@ -107,12 +107,18 @@ def load_config(path):
   return config
 
 
-def bench_bare(config, num_steps):
+def bare_step(config):
+  """``(experiment, compiled train step, fresh state, one device-resident batch)``."""
   exp = experiment.build(config)
   step_fn, it = exp.compile_train_step(), exp.train_iterator()
   batch = exp.parallel.put_batch(next(it))
   it.close()  # Stops its worker processes, if any.
   state = exp.parallel.put_replicated(exp.init_state())
+  return exp, step_fn, state, batch
+
+
+def bench_bare(config, num_steps):
+  _, step_fn, state, batch = bare_step(config)
   start = time.perf_counter()
   state, _ = step_fn(state, batch)
   jax.block_until_ready(state)
