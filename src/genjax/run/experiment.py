@@ -129,13 +129,7 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
     devices = config_lib.select_devices(config)
   parallel = DataParallel(config.train.parallel, devices)
   data_cfg = config.data
-  dataset = sources.load_dataset(
-    data_cfg.name,
-    data_dir=data_cfg.data_dir or None,
-    manual_dir=data_cfg.manual_dir or None,
-    image_size=data_cfg.image_size,
-    streaming=data_cfg.streaming,
-  )
+  dataset = load_data(config)
   test_size = len(dataset.test["label"])
   if config.eval.num_images > test_size:
     raise config_lib.ConfigError(
@@ -149,6 +143,18 @@ def build(config: ml_collections.ConfigDict, devices=None) -> Experiment:
     raise config_lib.ConfigError("invalid config:\n  " + "\n  ".join(errors))
   samples.check_files()
   return Experiment(config, dataset, family, parallel, samples)
+
+
+def load_data(config: ml_collections.ConfigDict) -> sources.Dataset:
+  """The dataset ``config.data`` names, read as it asks (in memory or streamed)."""
+  d = config.data
+  return sources.load_dataset(
+    d.name,
+    data_dir=d.data_dir or None,
+    manual_dir=d.manual_dir or None,
+    image_size=d.image_size,
+    streaming=d.streaming,
+  )
 
 
 def build_family(config: ml_collections.ConfigDict, info: DataInfo) -> Family:

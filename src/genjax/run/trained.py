@@ -25,7 +25,7 @@ import genjax
 from genjax import config as config_lib
 from genjax.core import random as genjax_random
 from genjax.core.parallel import AXIS, DataParallel
-from genjax.data import pipeline, sources
+from genjax.data import pipeline
 from genjax.data.preprocessing import prepare_batch
 from genjax.families import FAMILIES, DataInfo, Family
 from genjax.run import checkpoint as checkpoint_lib
@@ -57,6 +57,7 @@ class Model:
   source: epath.Path
   _first_stage: tuple | None = dataclasses.field(default=None, repr=False)
   _variants: dict = dataclasses.field(default_factory=dict, repr=False)
+  _samplers: dict = dataclasses.field(default_factory=dict, repr=False)
 
   def __repr__(self) -> str:
     count = sum(int(np.size(v)) for v in jax.tree.leaves(self.params))
@@ -100,11 +101,12 @@ class Model:
     family = self._family(options)
     if not family.can_sample:
       raise ValueError(f"family {self.config.family!r} does not generate samples")
-    parallel = DataParallel("shard_map", jax.local_devices())
+    if family not in self._samplers:  # Compiled once per family: later calls only run.
+      parallel = DataParallel("shard_map", jax.local_devices())
+      self._samplers[family] = (parallel, parallel.compile(_sampler(family)))
+    parallel, compiled = self._samplers[family]
     per_round = _round_up(batch_size or self.config.eval.batch_size, parallel.num_devices)
     key = jax.random.key_data(genjax_random.stream_key(seed, genjax_random.SAMPLE_STREAM))
-    generate = family.compiled(("model.sample", parallel.num_devices), lambda: _sampler(family))
-    compiled = parallel.compile(generate)
     replicated = parallel.put_replicated((self.params, key))
     arrays = {"label": self._labels(labels, n)}
     batches = pipeline.eval_batches(arrays, batch_size=per_round, num_examples=n)
@@ -442,8 +444,4 @@ def read_data_info(workdir: epath.Path, config) -> DataInfo:
   path = workdir / DATA_INFO_FILE
   if path.exists():
     return data_info_from_json(json.loads(path.read_text()))
-  d = config.data
-  dataset = sources.load_dataset(
-    d.name, data_dir=d.data_dir or None, manual_dir=d.manual_dir or None, image_size=d.image_size
-  )
-  return experiment.data_info(dataset, d.preprocess)
+  return experiment.data_info(experiment.load_data(config), config.data.preprocess)
