@@ -95,3 +95,21 @@ def train_steps(exp, num_steps):
 @pytest.fixture(name="train_steps")
 def _train_steps_fixture():
   return train_steps
+
+
+# What an install without TensorFlow looks like to Python: every finder misses it, so
+# find_spec gives None and an import fails as for a missing module. (Not
+# ``sys.modules["tensorflow"] = None``: libraries read a name there as TensorFlow loaded.)
+NO_TENSORFLOW = """
+import sys
+class NoTensorFlow:
+  def __init__(self, finder):
+    self.finder = finder
+  def find_spec(self, name, path=None, target=None):
+    if name == "tensorflow" or name.startswith("tensorflow."):
+      return None
+    return self.finder.find_spec(name, path, target)
+  def __getattr__(self, name):
+    return getattr(self.finder, name)
+sys.meta_path[:] = [NoTensorFlow(finder) for finder in sys.meta_path]
+"""

@@ -2,10 +2,13 @@
 
 import os
 import pathlib
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import NO_TENSORFLOW
 
 from genjax.data import sources
 from genjax.data.sources import DatasetNotFoundError, load_dataset
@@ -155,6 +158,36 @@ def test_mnist_second_load_uses_cache(mnist_dir, monkeypatch):
   assert sorted(caches) == ["genjax_test.npz", "genjax_train.npz"]
   np.testing.assert_array_equal(again.train["image"], first.train["image"])
   np.testing.assert_array_equal(again.test["label"], first.test["label"])
+
+
+@needs_raw_mnist
+def test_prepared_mnist_is_read_without_tensorflow(mnist_dir):
+  # As on an install without the tensorflow extra: decoding the ArrayRecord files,
+  # in memory (no npz cache) and streamed, never imports TensorFlow.
+  data_dir, first, _ = mnist_dir
+  code = (
+    NO_TENSORFLOW
+    + f"""
+import numpy as np
+import tensorflow_datasets as tfds
+from genjax.data import sources
+builder = tfds.builder("mnist", data_dir={data_dir!r})
+test = sources._read_split(builder, "test", True)
+streamed = sources.load_dataset("mnist", data_dir={data_dir!r}, streaming=True).train
+images, labels = streamed._decode(streamed._source.__getitems__([0, 59_999]))
+np.savez(sys.argv[1], test=test["image"], test_labels=test["label"], ends=images, labels=labels)
+"""
+  )
+  out = os.path.join(data_dir, "read_without_tensorflow.npz")
+  result = subprocess.run(
+    [sys.executable, "-c", code, out], capture_output=True, text=True, timeout=300
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  with np.load(out) as read:
+    np.testing.assert_array_equal(read["test"], first.test["image"])
+    np.testing.assert_array_equal(read["test_labels"], first.test["label"])
+    np.testing.assert_array_equal(read["ends"], first.train["image"][[0, -1]])
+    np.testing.assert_array_equal(read["labels"], first.train["label"][[0, -1]])
 
 
 def test_missing_manual_dir_raises_quickly(tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import difflib
 import fcntl
+import importlib.util
 import os
 import pathlib
 import socket
@@ -297,6 +298,13 @@ def _load_tfds(name: str, *, data_dir, manual_dir, stream_size: int | None = Non
   builder = tfds.builder(name, data_dir=data_dir)
   mocked = _tfds_mocked()
   if not mocked and not builder.is_prepared():
+    if not _has_tensorflow():
+      raise DatasetNotFoundError(
+        f"Dataset {name!r} is not prepared in data_dir {builder.data_dir_root}, and "
+        "tensorflow-datasets needs TensorFlow to prepare it (not to read it): install it once "
+        "with pip install 'genjax-gm[tensorflow]', or set config.data.data_dir to a directory "
+        "where it is prepared."
+      )
     # Several runs or test workers may start on an unprepared dataset at once.
     with file_lock(os.path.join(builder.data_dir_root, f".genjax-{builder.name}.lock")):
       builder = tfds.builder(name, data_dir=data_dir)
@@ -332,6 +340,14 @@ def _load_tfds(name: str, *, data_dir, manual_dir, stream_size: int | None = Non
     num_classes=features["label"].num_classes if has_label else 1,
     shape=tuple(train["image"].shape[1:]),
   )
+
+
+def _has_tensorflow() -> bool:
+  """Whether TensorFlow (the ``tensorflow`` extra, for preparing tfds datasets) is installed."""
+  try:
+    return importlib.util.find_spec("tensorflow") is not None
+  except (ImportError, ValueError):
+    return False
 
 
 def _tfds_mocked() -> bool:
@@ -560,6 +576,13 @@ def _stack_records(records, has_label: bool) -> dict[str, np.ndarray]:
 def _read_split_tf(builder, split: str, has_label: bool) -> dict[str, np.ndarray]:
   """Fallback for datasets prepared elsewhere as tfrecord (no random access)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  if not _has_tensorflow():
+    raise DatasetNotFoundError(
+      f"{builder.name} in {builder.data_dir} was prepared as {builder.info.file_format}, "
+      "which only TensorFlow reads: install it with pip install 'genjax-gm[tensorflow]', or "
+      "prepare the dataset again in a fresh config.data.data_dir (genjax prepares ArrayRecord)."
+    )
 
   data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
   images = np.asarray(data["image"], np.uint8)

@@ -22,7 +22,6 @@ import ml_collections
 import numpy as np
 import optax
 import tqdm
-from clu import periodic_actions
 from etils import epath
 from jax.experimental import multihost_utils
 
@@ -283,7 +282,41 @@ def _progress_line(step: int, total: int, summary: dict[str, float]) -> str:
 _MAX_STEPS_IN_FLIGHT = 2
 
 
-def _periodic_actions(run: "_Run", tc, bar) -> list[periodic_actions.PeriodicAction]:
+class _Every:
+  """Calls ``fn(step)`` at multiples of ``every`` (if given) and at the steps in ``on``."""
+
+  def __init__(self, fn, every: int | None = None, on=()):
+    self.fn, self.every, self.on = fn, every, frozenset(on)
+
+  def __call__(self, step: int) -> None:
+    if (self.every and step % self.every == 0) or step in self.on:
+      self.fn(step)
+
+  def close(self) -> None:
+    pass
+
+
+class _Profile:
+  """A trace of the ``num_steps`` steps after ``first`` in ``logdir`` (TensorBoard's profile tab)."""
+
+  def __init__(self, logdir, first: int, num_steps: int):
+    self.logdir, self.first, self.last = os.fspath(logdir), first, first + num_steps
+    self.tracing = False
+
+  def __call__(self, step: int) -> None:
+    if step == self.first:
+      jax.profiler.start_trace(self.logdir)
+      self.tracing = True
+    elif step == self.last:
+      self.close()
+
+  def close(self) -> None:
+    if self.tracing:
+      self.tracing = False
+      jax.profiler.stop_trace()
+
+
+def _periodic_actions(run: "_Run", tc, bar) -> list:
   """What happens between steps, in this order: log, evaluate, checkpoint (and profile).
 
   The last step is always logged and checkpointed; its evaluation runs after
@@ -291,39 +324,27 @@ def _periodic_actions(run: "_Run", tc, bar) -> list[periodic_actions.PeriodicAct
   """
   last = tc.num_steps
 
-  def log_metrics(step, t):
-    del t
+  def log_metrics(step):
     run.log(step)
     bar.set_postfix(loss=f"{run.summary['train/loss']:.4g}")
     if bar.disable:  # No terminal (a file, a pipe, a batch job): a line instead of the bar.
       log.info(_progress_line(step, last, run.summary))
 
-  def evaluate(step, t):
-    del t
+  def evaluate(step):
     bar.set_postfix_str("evaluating...", refresh=True)  # Else the bar looks frozen.
     run.evaluate(step)
 
-  def action(fn, every=None, on=()):
-    return periodic_actions.PeriodicCallback(every_steps=every, on_steps=on, callback_fn=fn)
-
   evals = range(tc.eval_every, last, tc.eval_every) if tc.eval_every else ()
   actions = [
-    action(log_metrics, every=tc.log_every, on=[last]),
-    action(evaluate, on=evals),
-    action(lambda step, t: run.checkpoint(step), every=tc.checkpoint_every, on=[last]),
+    _Every(log_metrics, every=tc.log_every, on=[last]),
+    _Every(evaluate, on=evals),
+    _Every(run.checkpoint, every=tc.checkpoint_every, on=[last]),
   ]
   if tc.profile_steps and jax.process_index() == 0:
     # After the first log, so the trace shows steady-state steps, not compilation;
     # TensorBoard's profile tab reads it from the run's event directory.
-    first = (run.start // tc.log_every + 1) * tc.log_every + 1
-    profile = periodic_actions.Profile(
-      logdir=run.workdir / "tensorboard",
-      num_profile_steps=tc.profile_steps,
-      profile_duration_ms=None,
-      first_profile=first,
-      every_secs=None,
-    )
-    actions.append(profile)
+    first = (run.start // tc.log_every + 1) * tc.log_every
+    actions.append(_Profile(run.workdir / "tensorboard", first, tc.profile_steps))
   return actions
 
 
@@ -373,6 +394,7 @@ def _train(exp: Experiment, workdir: epath.Path) -> dict[str, float]:
     disable=not show,
     dynamic_ncols=True,
   )
+  actions = []
   try:
     # Log lines go through tqdm so they do not break the progress bar.
     with _Preemption() as preemption, logging_redirect_tqdm(loggers=[log]):
@@ -390,6 +412,8 @@ def _train(exp: Experiment, workdir: epath.Path) -> dict[str, float]:
           log.warning("stop requested: saved step %d in %s; rerun to resume", step, workdir)
           break
   finally:
+    for action in actions:
+      action.close()
     bar.close()
     run.close()
   summary = dict(run.summary)

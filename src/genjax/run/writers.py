@@ -1,23 +1,27 @@
-"""Metric writers: TensorBoard (CLU), ``metrics.jsonl`` and the console."""
+"""Metric writers: TensorBoard, ``metrics.jsonl`` and the console."""
 
 import functools
 import importlib.util
+import io
 import json
 import logging
 import math
 import os
 import sys
+import time
+import types
 from typing import Any, Mapping
 
 import jax
 import numpy as np
+import PIL.Image
 import tqdm
 from etils import epath
 
 from genjax.run import checkpoint
 
 
-class JsonlWriter:  # A clu MetricWriter, duck-typed: clu's package imports TensorFlow.
+class JsonlWriter:
   """Appends one JSON object per ``write_scalars`` call to a file.
 
   Each line is ``{"step": int, "<prefix>/<name>": float, ...}``; non-finite
@@ -53,25 +57,7 @@ class JsonlWriter:  # A clu MetricWriter, duck-typed: clu's package imports Tens
     else:
       self.path.write_text((self.path.read_text() if self.path.exists() else "") + line)
 
-  def write_summaries(self, step, values, metadata=None):
-    pass
-
   def write_images(self, step, images):
-    pass
-
-  def write_videos(self, step, videos):
-    pass
-
-  def write_audios(self, step, audios, *, sample_rate):
-    pass
-
-  def write_texts(self, step, texts):
-    pass
-
-  def write_histograms(self, step, arrays, num_buckets=None):
-    pass
-
-  def write_hparams(self, hparams):
     pass
 
   def flush(self):
@@ -79,6 +65,85 @@ class JsonlWriter:  # A clu MetricWriter, duck-typed: clu's package imports Tens
 
   def close(self):
     pass
+
+
+class TensorBoardWriter:
+  """Scalars and images as TensorBoard event files, through TensorBoard's own writer.
+
+  TensorBoard's event writer and protos need no TensorFlow (``tf.summary``, which
+  CLU's writer uses, does), so training installs without it.
+  """
+
+  def __init__(self, logdir: str | os.PathLike):
+    from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
+
+    # TensorBoard's file layer is TensorFlow's gfile where TensorFlow is importable
+    # (seconds of start-up and log noise for nothing) and its own otherwise (local,
+    # S3, and any fsspec protocol such as gs:// with gcsfs). This module, when present,
+    # is how TensorBoard is told to use its own.
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    self._events = event_file_writer.EventFileWriter(os.fspath(logdir))
+
+  def _write(self, step: int, values: list) -> None:
+    from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
+
+    summary = summary_pb2.Summary(value=values)
+    self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+    from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
+
+    values = [
+      summary_pb2.Summary.Value(tag=name, simple_value=float(np.asarray(value)))
+      for name, value in scalars.items()
+    ]
+    self._write(step, values)
+
+  def write_images(self, step: int, images: Mapping[str, Any]):
+    """Writes each ``[H, W, C]`` or ``[1, H, W, C]`` image (floats in [0, 1] or uint8) as a PNG."""
+    from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
+
+    values = []
+    for name, image in images.items():
+      pixels = np.asarray(image)
+      pixels = pixels[0] if pixels.ndim == 4 else pixels
+      if pixels.dtype != np.uint8:
+        pixels = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+      height, width, channels = pixels.shape
+      png = io.BytesIO()
+      PIL.Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(png, format="PNG")
+      encoded = summary_pb2.Summary.Image(
+        height=height, width=width, colorspace=channels, encoded_image_string=png.getvalue()
+      )
+      values.append(summary_pb2.Summary.Value(tag=name, image=encoded))
+    self._write(step, values)
+
+  def flush(self):
+    self._events.flush()
+
+  def close(self):
+    self._events.close()
+
+
+class MultiWriter:
+  """Every call to each of ``writers``, in order."""
+
+  def __init__(self, writers: list):
+    self._writers = writers
+
+  def __getattr__(self, name: str):
+    def fan_out(*args, **kwargs):
+      for writer in self._writers:
+        getattr(writer, name)(*args, **kwargs)
+
+    return fan_out
+
+
+class NullWriter:
+  """The writer of every process but the first: one process writes a run's files."""
+
+  def __getattr__(self, name: str):
+    return lambda *args, **kwargs: None
 
 
 def _step(line: str, default: int) -> int:
@@ -115,16 +180,13 @@ def create_writer(workdir: str | os.PathLike, resume_step: int | None = 0):
     resume_step: records after this step are dropped from ``metrics.jsonl``
       (None keeps every record: appending evaluations to a finished run).
   """
-  from clu import metric_writers  # Deferred: it imports TensorFlow (seconds, and log noise).
-
   workdir = epath.Path(workdir)
   if jax.process_index() != 0:
-    return metric_writers.create_default_writer(just_logging=True)
+    return NullWriter()
   jsonl = JsonlWriter(workdir / "metrics.jsonl")
   if resume_step is not None:
     jsonl.truncate_after(resume_step)
-  tensorboard = metric_writers.SummaryWriter(str(workdir / "tensorboard"))
-  return metric_writers.MultiWriter([tensorboard, jsonl])
+  return MultiWriter([TensorBoardWriter(workdir / "tensorboard"), jsonl])
 
 
 def interactive() -> bool:
@@ -169,8 +231,18 @@ def configure_logging() -> None:
     # every Orbax thread and asyncio future that saw it, each with a traceback.
     for name in ("absl", "asyncio"):
       logging.getLogger(name).addFilter(_not_disk_full)
+    logging.getLogger("absl").addFilter(_not_tfds_chatter)
     sys.unraisablehook = functools.partial(_unraisable, sys.unraisablehook)
   logger.setLevel(logging.INFO)
+
+
+# Warnings tfds gives in normal use: it decodes with PIL where OpenCV is missing, and
+# an unprepared dataset has no dataset_info.json yet.
+_TFDS_CHATTER = ("OpenCV is not installed", "Variant folder %s has no %s")
+
+
+def _not_tfds_chatter(record: logging.LogRecord) -> bool:
+  return not str(record.msg).startswith(_TFDS_CHATTER)
 
 
 def _one_voice(record: logging.LogRecord) -> bool:
