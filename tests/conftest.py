@@ -62,6 +62,7 @@ def shrink(config, num_steps=2):
   # A short chain and a narrow U-Net: the schedule, samplers and pictures run unchanged.
   c.diffusion.num_steps = min(c.diffusion.num_steps, 20)
   c.diffusion.sample_steps = min(c.diffusion.sample_steps, 5)
+  c.vdm.sample_steps = min(c.vdm.sample_steps, 5)
   c.unet.channels, c.unet.num_groups, c.unet.num_res_blocks = 8, 4, 1
   # Autoregressive sampling runs the network once per pixel: keep it tiny.
   c.pixelcnn.num_layers, c.pixelcnn.features = 2, 8

@@ -61,6 +61,11 @@ def test_config_runs_two_steps_end_to_end(path, tmp_path, shrink):
       )
     assert expected <= set(pictures)
     return
+  if config.family == "vdm":
+    assert "samples.png" in pictures
+    terms = ("prior_bpd", "recon_bpd", "diffusion_bpd")
+    assert {"eval/bits_per_dim", *(f"eval/{k}" for k in terms)} <= set(evals[-1])
+    return
   if config.family == "vqvae":
     assert {"reconstructions.png", "codebook_usage.png"} <= set(pictures)
     assert {"eval/perplexity", "eval/codes_used", "eval/mse"} <= set(evals[-1])

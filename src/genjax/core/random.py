@@ -145,8 +145,10 @@ def example_keys(key: jax.Array, indices: jax.Array) -> jax.Array:
   return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, indices)
 
 
-# Independent key streams of a run, derived from its seed.
-TRAIN_STREAM, EVAL_STREAM, INIT_STREAM, PICTURE_STREAM, SAMPLE_STREAM = range(5)
+# Independent key streams of a run, derived from its seed. BATCH_STREAM is for
+# randomness shared by a whole global batch (a family folds in the step), such as
+# the common offset of stratified per-example times.
+TRAIN_STREAM, EVAL_STREAM, INIT_STREAM, PICTURE_STREAM, SAMPLE_STREAM, BATCH_STREAM = range(6)
 
 
 def stream_key(seed: int, stream: int) -> jax.Array:

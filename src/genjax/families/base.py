@@ -206,7 +206,8 @@ class Family:
 
     Args:
       params: trainable parameters.
-      batch: ``{"x": [B, ...] float, "label": [B] int32}`` on this device.
+      batch: ``{"x": [B, ...] float, "label": [B] int32, "index": [B] int32}`` on
+        this device; ``index`` holds the examples' positions in the global batch.
       keys: ``[B]`` per-example PRNG keys.
       step: int32 scalar, the update being computed (for annealing).
     """

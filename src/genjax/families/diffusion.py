@@ -85,6 +85,32 @@ UNET = {
 }
 
 
+def unet(u: ml_collections.ConfigDict, data, num_classes: int, **kwargs) -> unet_models.UNet:
+  """The U-Net of ``config.unet`` for images of ``data``; ``kwargs`` set its other fields.
+
+  Raises:
+    ValueError: the image side does not halve as often as ``channel_mults`` asks.
+  """
+  side = data.shape[0]
+  levels = len(u.channel_mults)
+  if side % 2 ** (levels - 1):
+    raise ValueError(
+      f"config.unet.channel_mults={tuple(u.channel_mults)}: {levels} resolutions halve the "
+      f"{side}-pixel side {levels - 1} times; it must divide by {2 ** (levels - 1)}"
+    )
+  return unet_models.UNet(
+    channels=int(u.channels),
+    channel_mults=tuple(u.channel_mults),
+    num_res_blocks=int(u.num_res_blocks),
+    attention_resolutions=tuple(u.attention_resolutions),
+    dropout=float(u.dropout),
+    num_groups=int(u.num_groups),
+    num_classes=num_classes,
+    conditioning=u.conditioning,
+    **kwargs,
+  )
+
+
 def _errors(c: ml_collections.ConfigDict) -> list[str]:
   d, errors = c.diffusion, []
   continuous = d.sampler in diffusion_sde.SAMPLERS
@@ -163,24 +189,7 @@ class DiffusionFamily(Family):
       return unet_models.MLPDenoiser(
         hidden_size=sizes[0], num_layers=len(sizes), num_classes=self.num_classes
       )
-    u = config.unet
-    side = data.shape[0]
-    levels = len(u.channel_mults)
-    if side % 2 ** (levels - 1):
-      raise ValueError(
-        f"config.unet.channel_mults={tuple(u.channel_mults)}: {levels} resolutions halve the "
-        f"{side}-pixel side {levels - 1} times; it must divide by {2 ** (levels - 1)}"
-      )
-    return unet_models.UNet(
-      channels=int(u.channels),
-      channel_mults=tuple(u.channel_mults),
-      num_res_blocks=int(u.num_res_blocks),
-      attention_resolutions=tuple(u.attention_resolutions),
-      dropout=float(u.dropout),
-      num_groups=int(u.num_groups),
-      num_classes=self.num_classes,
-      conditioning=u.conditioning,
-    )
+    return unet(config.unet, data, self.num_classes)
 
   @classmethod
   def validate(cls, c):

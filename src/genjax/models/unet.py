@@ -77,6 +77,25 @@ def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> j
   return emb
 
 
+def base2_fourier_features(z: jax.Array, exponents: Sequence[int]) -> jax.Array:
+  """``[sin, cos](2ⁿ · 2π · z)`` for each ``n`` in ``exponents``, per channel (VDM's input features).
+
+  High frequencies make the network sensitive to the last bits of ``z``, which the
+  likelihood depends on at low noise (Kingma et al. 2021, section 3.4).
+
+  Args:
+      z: ``[B, H, W, C]``.
+      exponents: the ``n``; the official code uses 6 and 7.
+
+  Returns:
+      ``[B, H, W, 2 · C · len(exponents)]``, channel-major (all of channel 0's
+      frequencies, then channel 1's), sines then cosines; ``[B, H, W, 0]`` if empty.
+  """
+  freqs = 2.0 ** jnp.asarray(exponents, jnp.float32) * 2.0 * jnp.pi
+  h = (z[..., None] * freqs).reshape(z.shape[:-1] + (-1,))
+  return jnp.concatenate([jnp.sin(h), jnp.cos(h)], axis=-1)
+
+
 def _conv3x3(features: int, name: str, stride: int = 1, zero_init: bool = False) -> nn.Conv:
   return nn.Conv(
     features,

@@ -36,7 +36,9 @@ def make_train_step(family, *, seed: int, preprocess: str) -> Callable:
     flat = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[len(lead) :]), batch)
     keys = genjax_random.example_keys(jax.random.fold_in(train_key, state.step), flat["index"])
     data_keys, model_keys = genjax_random.split(keys, 2)
-    inputs = prepare_batch(flat, data_keys, preprocess)
+    # The global positions travel with the examples: a family may spread a quantity
+    # evenly over the global batch (stratified diffusion times) on any layout.
+    inputs = dict(prepare_batch(flat, data_keys, preprocess), index=flat["index"])
     unflat = lambda v: v.reshape(lead + v.shape[1:])  # noqa: E731
     return family.train_step(state, jax.tree.map(unflat, inputs), unflat(model_keys))
 
