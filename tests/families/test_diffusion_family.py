@@ -12,6 +12,7 @@ from family_runs import assert_resume_is_bit_identical, perturbed
 from genjax import config as config_lib
 from genjax.core import random as genjax_random
 from genjax.objectives import diffusion as diffusion_lib
+from genjax.objectives import sde as sdes
 from genjax.run import experiment
 
 
@@ -210,3 +211,35 @@ def test_resumed_diffusion_run_matches_an_uninterrupted_one(tmp_path, shrink):
     return c
 
   assert_resume_is_bit_identical(config, tmp_path)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "ode_heun"])
+def test_trajectory_caption_names_the_time_of_each_column(sampler):
+  # With ε̂ = 0 (all-zero weights) the deterministic samplers only rescale x: DDIM takes
+  # x_t to sqrt(ᾱ_t' / ᾱ_t) x_t and the probability-flow ODE follows m(t), so each
+  # column over the final sample is sqrt(ᾱ) (or m) at that column's t.
+  c = _config(sampler=sampler, num_steps=40, sample_steps=20, clip_x0=False, eta=0.0)
+  exp = experiment.build(c, jax.devices()[:1])
+  family = exp.family
+  times = [float(t) for t in family.trajectory_times()]
+  assert len(times) == 10 and times[-1] == 0.0
+  caption = family.captions()["trajectory"]
+  assert "x_t at t = " + ", ".join(family.trajectory_times()) in caption
+  if sampler == "ddpm":  # Ancestral noise hides the scale; the 10 states are after every 4 steps.
+    assert times == [36, 32, 28, 24, 20, 16, 12, 8, 4, 0]
+    return
+  params = jax.tree.map(jnp.zeros_like, exp.init_state().params)
+  keys = jax.random.split(jax.random.key(5), 4)
+  x, path = family.generate(
+    params, keys, jnp.zeros((4,), jnp.int32), sampler=sampler, trajectory=True
+  )
+  frames = np.asarray(path)[np.linspace(0, path.shape[0] - 1, 10).round().astype(int)]
+  final = np.asarray(x).ravel()
+  scale = frames.reshape(10, -1) @ final / (final @ final)
+  if sampler == "ddim":
+    alpha_bar = np.append(1.0, np.asarray(family.noise.alphas_cumprod))  # Index t: the papers' x_t.
+    expected = np.sqrt(alpha_bar[np.asarray(times, int)])
+  else:
+    expected = np.array(sdes.mean_coef(family.sde, jnp.asarray(times, jnp.float32)))
+    expected[-1] = 1.0  # The last column is the denoised sample itself.
+  np.testing.assert_allclose(scale, expected, rtol=1e-4)

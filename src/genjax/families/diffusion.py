@@ -436,17 +436,36 @@ class DiffusionFamily(Family):
 
   # -- pictures ---------------------------------------------------------------
 
+  def trajectory_times(self) -> list[str]:
+    """The t of each column of the trajectory picture: T (or 1) is noise, 0 the sample."""
+    d, T = self.config.diffusion, self.num_steps
+    if d.sampler in diffusion_sde.SAMPLERS:
+      steps = PICTURE_COLUMNS if d.sampler == "ode_adaptive" else int(d.sample_steps)
+      times = diffusion_sde.frame_times(self.config, d.sampler, PICTURE_COLUMNS, steps)
+      return [f"{t:.3g}" for t in times]
+    if d.sampler == "ddpm":  # PICTURE_COLUMNS states recorded, after evenly spaced steps.
+      taken = np.round(np.arange(1, PICTURE_COLUMNS + 1) * T / PICTURE_COLUMNS).astype(int)
+      return [str(T - n) for n in taken]
+    # DDIM records the state after each step; the state after step n is x at the
+    # next timestep of its sequence (1-based, as in the papers), x_0 after the last.
+    sequence = np.append(samplers.timesteps(T, int(d.sample_steps), d.spacing) + 1, 0)
+    pick = np.linspace(0, int(d.sample_steps) - 1, PICTURE_COLUMNS).round().astype(int)
+    return [str(t) for t in sequence[pick + 1]]
+
   def captions(self):
     d = self.config.diffusion
-    forward = np.linspace(0, self.num_steps - 1, PICTURE_COLUMNS).round().astype(int)
+    # q_sample's 0-based step k is the papers' x_{k+1}.
+    forward = np.linspace(0, self.num_steps - 1, PICTURE_COLUMNS).round().astype(int) + 1
     ddim = [s for s in DDIM_PICTURE_STEPS if s < self.num_steps]
     return {
       "samples": self.sampler_description(),
       "samples_by_class": f"row c: class c; {self.sampler_description()}",
-      "trajectory": f"each row: one sample; columns: from x_T (noise, left) to x_0 (right) "
-      f"in even steps of the sampler ({self.sampler_description()})",
+      "trajectory": "each row: one sample on its way from noise; columns: x_t at t = "
+      + ", ".join(self.trajectory_times())
+      + f" ({self._time_range()}; {self.sampler_description()})",
       "forward": "each row: a test image; columns: x_t ~ q(x_t | x_0) at t = "
-      + ", ".join(map(str, forward)),
+      + ", ".join(map(str, forward))
+      + f" of T = {self.num_steps}",
       "samplers": "rows: DDIM with "
       + ", ".join(map(str, ddim))
       + f" steps, then DDPM with {self.num_steps}; the same noise down each column",
@@ -454,6 +473,11 @@ class DiffusionFamily(Family):
       + ", ".join(f"{float(s):g}" for s in d.guidance_scales)
       + "; columns: classes 0, 1, ...",
     }
+
+  def _time_range(self) -> str:
+    if self.config.diffusion.sampler in diffusion_sde.SAMPLERS:
+      return "x_1 is noise, x_0 the denoised sample"
+    return f"x_{self.num_steps} is noise, x_0 the sample"
 
   def pictures(self, params, batch, key):
     if self.data.kind == "points":

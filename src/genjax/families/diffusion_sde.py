@@ -174,6 +174,21 @@ def generate(
   return sde_samplers.sample(SAMPLERS[sampler], score, sde, x_T, keys, **kwargs)
 
 
+def frame_times(config, sampler: str, frames: int, path_length: int) -> np.ndarray:
+  """Continuous t of each recorded state a picture shows (``frames`` picked evenly from the path).
+
+  The last state is the sample after Tweedie's denoising step, given as t = 0.
+  """
+  end = t_min(int(config.diffusion.num_steps))
+  if sampler == "ode_adaptive":  # Recorded at evenly spaced times.
+    times = np.linspace(1.0, end, path_length + 1)[1:]
+  else:  # The state after each of the fixed steps.
+    steps = int(config.diffusion.sample_steps)
+    times = np.linspace(1.0, end, steps + 1)[1 : path_length + 1]
+  times = np.append(times[:-1], 0.0)
+  return times[np.linspace(0, path_length - 1, frames).round().astype(int)]
+
+
 def ode_likelihood(
   score: ScoreFn,
   sde: SDE,
