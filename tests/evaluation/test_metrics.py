@@ -479,3 +479,30 @@ def test_mode_coverage_threshold_boundary():
   assert got["high_quality"] == 0.5 and got["modes_captured"] == 1.0
   got = metrics.mode_coverage(np.stack([inside, outside]), modes, RING_STD, threshold=3.2)
   assert got["high_quality"] == 1.0 and got["modes_captured"] == 2.0
+
+
+def test_energy_distance_equals_its_definition_on_small_sets():
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(40, 3)), rng.normal(1.0, 2.0, size=(30, 3))
+  within = lambda a: cdist(a, a).sum() / (len(a) * (len(a) - 1))  # noqa: E731
+  expected = 2 * cdist(x, y).mean() - within(x) - within(y)
+  assert metrics.energy_distance(x, y) == pytest.approx(expected, rel=1e-10)
+  assert metrics.energy_distance(x, y, chunk_size=7) == pytest.approx(expected, rel=1e-10)
+  assert metrics.energy_distance(y, x) == pytest.approx(expected, rel=1e-10)
+
+
+def test_energy_distance_of_shifted_gaussians_matches_the_closed_form():
+  # 1-D N(0, 1) against N(mu, 1): X - Y ~ N(-mu, 2), so with s = sqrt(2),
+  # E|X - Y| = s sqrt(2/pi) exp(-mu^2 / 2s^2) + mu (1 - 2 Phi(-mu / s)) and E|X - X'| = 2 / sqrt(pi).
+  from scipy.stats import norm
+
+  rng = np.random.default_rng(1)
+  mu, s, n = 0.8, math.sqrt(2.0), 4000
+  cross = s * math.sqrt(2 / math.pi) * math.exp(-(mu**2) / (2 * s**2)) + mu * (
+    1 - 2 * norm.cdf(-mu / s)
+  )
+  expected = 2 * cross - 2 * (2 / math.sqrt(math.pi))
+  got = metrics.energy_distance(rng.normal(size=(n, 1)), rng.normal(mu, size=(n, 1)))
+  assert got == pytest.approx(expected, abs=0.02)  # Sampling error ~ 1/sqrt(n).
+  same = metrics.energy_distance(rng.normal(size=(n, 1)), rng.normal(size=(n, 1)))
+  assert abs(same) < 0.01

@@ -180,6 +180,21 @@ def test_mode_coverage_of_real_and_collapsed_samplers(tmp_path):
   assert collapsed["mode_js"] == pytest.approx(metrics_lib.js_divergence(one_hot, np.ones(8)))
 
 
+def test_point_metrics_of_real_and_collapsed_samplers():
+  moons = sources.load_dataset("moons")
+  ev, params = _evaluator(moons, "precision_recall_points,energy_distance_points")
+  real, report = ev(params, 2000)
+  assert real["precision_points"] > 0.95 and real["recall_points"] > 0.95
+  assert abs(real["energy_distance_points"]) < 0.01
+  assert abs(real["energy_distance_points_floor"]) < 0.01
+  assert "energy_distance" in report and not ev.nets
+  # Uniform on the unit square: a quarter of the moons' box, missing most of both moons.
+  ev, _ = _evaluator(moons, "precision_recall_points,energy_distance_points", "noise")
+  noise = ev(params, 2000)[0]
+  assert noise["recall_points"] < 0.5
+  assert noise["energy_distance_points"] > 10 * abs(real["energy_distance_points"]) + 0.05
+
+
 def test_parse_and_config_errors():
   assert suite.parse_evals(" fid_lenet, kid_lenet,,fid_lenet ") == ("fid_lenet", "kid_lenet")
   c = config_lib.defaults()
@@ -194,6 +209,10 @@ def test_parse_and_config_errors():
   assert any("needs images" in e for e in suite.config_errors(c))
   c.data.name, c.evals = "mnist", "mode_coverage"
   assert any("needs a 2-D mixture" in e for e in suite.config_errors(c))
+  c.evals = "energy_distance_points"
+  assert any("compares 2-D points" in e for e in suite.config_errors(c))
+  c.data.name = "moons"
+  assert not suite.config_errors(c)
   with pytest.raises(config_lib.ConfigError, match="unknown fid"):
     config_lib.validate(_with_evals("fid"), 1)
 

@@ -13,6 +13,8 @@ label_accuracy             ``label_accuracy``: share of class-conditional sample
                            as the label they were asked for
 mode_coverage              ``modes_captured``, ``high_quality``, ``mode_js`` (2-D mixtures,
                            PacGAN protocol) and ``images/samples_over_modes.png``
+precision_recall_points    ``precision_points``, ``recall_points``: k-NN manifolds of 2-D points
+energy_distance_points     ``energy_distance_points``: energy distance of 2-D points (any shape)
 ``*_inception``            the same four on FID Inception-v3 features (weights file needed)
 =========================  ==================================================================
 
@@ -53,8 +55,10 @@ class EvalSpec:
   """One selectable entry of ``config.evals``.
 
   Attributes:
-    kind: fid | kid | precision_recall | classifier_score | label_accuracy | mode_coverage.
-    net: feature net it runs on ("lenet", "inception"), or None for 2-D points.
+    kind: fid | kid | precision_recall | classifier_score | label_accuracy | mode_coverage
+      | energy_distance.
+    net: feature net it runs on ("lenet", "inception"), "points" for the 2-D coordinates
+      themselves, or None (mode coverage).
   """
 
   kind: str
@@ -66,6 +70,9 @@ for _net in ("lenet", "inception"):
   for _kind in ("fid", "kid", "precision_recall", "classifier_score"):
     EVALS[f"{_kind}_{_net}"] = EvalSpec(_kind, _net)
 EVALS["label_accuracy"] = EvalSpec("label_accuracy", "lenet")
+# On 2-D points the coordinates themselves are the features.
+EVALS["precision_recall_points"] = EvalSpec("precision_recall", "points")
+EVALS["energy_distance_points"] = EvalSpec("energy_distance", "points")
 
 # Feature widths, known before any net is built (checked against sample counts).
 FEATURE_DIMS = {"lenet": 128, "inception": 2048}
@@ -96,10 +103,15 @@ def config_errors(c) -> list[str]:
   points = c.data.name in sources.POINT_DATASETS
   for name in known:
     spec = EVALS[name]
-    if points and spec.net is not None:
+    if points and spec.net not in (None, "points"):
       errors.append(
         f"config.evals={c.evals!r}: {name} needs images; {c.data.name!r} holds 2-D points "
-        "(use mode_coverage)"
+        "(use mode_coverage, precision_recall_points or energy_distance_points)"
+      )
+    if not points and spec.net == "points":
+      errors.append(
+        f"config.evals={c.evals!r}: {name} compares 2-D points "
+        f"({', '.join(sorted(sources.POINT_DATASETS))}), not {c.data.name!r}"
       )
     if spec.kind == "fid":
       dim = FEATURE_DIMS[spec.net]
@@ -159,7 +171,8 @@ class SampleEvaluator:
   def __init__(self, config, dataset, family, parallel):
     self.config, self.dataset, self.family, self.parallel = config, dataset, family, parallel
     self.evals = parse_evals(config.evals)
-    self.net_names = tuple(dict.fromkeys(EVALS[n].net for n in self.evals if EVALS[n].net))
+    nets = (EVALS[n].net for n in self.evals)
+    self.net_names = tuple(dict.fromkeys(n for n in nets if n not in (None, "points")))
     self.nets: dict[str, Any] = {}
     self._real: dict[tuple[str, int], dict] = {}
     self._floors: dict[int, dict[str, float]] = {}
@@ -334,8 +347,11 @@ class SampleEvaluator:
         )
         out.update({k: cover[k] for k in ("modes_captured", "high_quality", "mode_js")})
         continue
-      f, r = fake[f"features_{spec.net}"], real[f"features_{spec.net}"]
-      if spec.kind == "fid":
+      key = "points" if spec.net == "points" else f"features_{spec.net}"
+      f, r = fake[key], real[key]
+      if spec.kind == "energy_distance":
+        out[name] = metrics_lib.energy_distance(f, r)
+      elif spec.kind == "fid":
         out[name] = metrics_lib.frechet_distance(f, r)
       elif spec.kind == "kid":
         mean, std = metrics_lib.kernel_inception_distance(
@@ -380,6 +396,10 @@ class SampleEvaluator:
       out["kid"] = f"{KID_SUBSETS} subsets of min({KID_SUBSET_SIZE}, N), kernel (x.y/d + 1)^3"
     if "precision_recall" in kinds:
       out["precision_recall"] = f"k = {PR_NEIGHBOURS} nearest neighbours"
+    if "energy_distance" in kinds:
+      out["energy_distance"] = (
+        "2 E|X-Y| - E|X-X'| - E|Y-Y'| on the 2-D points, within-set pairs distinct"
+      )
     if "classifier_score" in kinds:
       out["classifier_score"] = f"exp E KL(p(y|x) || p(y)), mean over {SCORE_SPLITS} splits"
     if "mode_coverage" in kinds:
