@@ -17,6 +17,7 @@ from family_runs import perturbed
 import genjax
 from genjax import config as config_lib
 from genjax.core import random as genjax_random
+from genjax.evaluation import metrics as metrics_lib
 from genjax.families import diffusion_sde
 from genjax.objectives import diffusion as diffusion_lib
 from genjax.objectives import sde as sdes
@@ -261,3 +262,46 @@ def test_images_get_pictures_and_a_dequantized_likelihood():
   np.testing.assert_allclose(
     out["ode_bits_per_dim"], sde_likelihood.bits_per_dim_8bit(log_p, 64), rtol=1e-4
   )
+
+
+def _moons(**diffusion):
+  c = _config(training_time="continuous", num_steps=100, sample_steps=20, **diffusion)
+  c.data.update(name="moons")
+  c.model.update(hidden_sizes=(64, 64))
+  c.optimizer.update(learning_rate=3e-3)
+  c.train.update(batch_size=128)
+  return c
+
+
+def test_continuous_training_learns_moons_for_every_sampler(train_steps):
+  # Score matching on t ~ U(1/T, 1); the trained network then serves the continuous
+  # samplers and, at integer steps, DDPM and DDIM.
+  exp = experiment.build(_moons(), jax.devices()[:2])
+  state, history = train_steps(exp, 400)
+  losses = np.array([float(m["loss"]) for m in history])
+  assert np.all(np.isfinite(losses)) and losses[-50:].mean() < 0.8 * losses[:20].mean()
+  test = exp.dataset.test["points"][:1000]
+  keys = jax.random.split(jax.random.key(0), 1000)
+  labels = jnp.zeros((1000,), jnp.int32)
+
+  def energy(params, sampler):
+    x = jax.jit(lambda p: exp.family.generate(p, keys, labels, sampler=sampler))(params)
+    return metrics_lib.energy_distance(np.asarray(x), test)
+
+  untrained = energy(exp.init_state().params, "ode_euler")
+  for sampler in ("ode_euler", "ddim", "ddpm"):
+    assert energy(state.params, sampler) < 0.2 * untrained, sampler
+
+
+def test_continuous_step_is_the_same_on_one_and_two_devices(train_steps):
+  runs = [train_steps(experiment.build(_moons(), jax.devices()[:n]), 2)[1] for n in (1, 2)]
+  for a, b in zip(*runs):
+    assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-5)
+
+
+def test_weighting_must_belong_to_the_training_time():
+  with pytest.raises(config_lib.ConfigError, match="weighting='likelihood': not a weighting"):
+    config_lib.validate(_config(weighting="likelihood"), 1)
+  with pytest.raises(config_lib.ConfigError, match="weighting='min_snr': not a weighting"):
+    config_lib.validate(_config(training_time="continuous", weighting="min_snr"), 1)
+  config_lib.validate(_config(training_time="continuous", weighting="likelihood"), 1)

@@ -5,7 +5,12 @@ Training draws one timestep per example uniformly, noises the example with
 ``config.diffusion.parameterization``) with the weighting λ_t chosen by
 ``config.diffusion.weighting``. Conditional models (``config.model.conditional``)
 see each label replaced by the null label with probability ``p_uncond``, which
-is what classifier-free guidance needs at sampling time.
+is what classifier-free guidance needs at sampling time. With
+``training_time="continuous"`` the timestep is a real t ~ U(1/T, 1) on the VP SDE
+whose marginals are the schedule's, the loss is denoising score matching
+(``weighting`` "simple", or "likelihood", Song et al. 2021's g(t)²), and the
+network sees the fractional step of the same noise level; both kinds of model are
+then sampled by the discrete and the continuous samplers alike.
 
 Evaluation reports the full variational bound ``L_T + Σ_t L_{t-1} + L_0`` in
 bits/dim on the test split (images: uint8 mapped to [-1, 1], discretized
@@ -36,6 +41,7 @@ from genjax.families import diffusion_sde
 from genjax.families.base import Family, register
 from genjax.models import unet as unet_models
 from genjax.objectives import diffusion as diffusion_lib
+from genjax.objectives import sde as sdes
 from genjax.objectives.reductions import bits_per_dim
 from genjax.samplers import diffusion as samplers
 
@@ -43,6 +49,8 @@ from genjax.samplers import diffusion as samplers
 DDIM_PICTURE_STEPS = (10, 20, 50, 100)
 PICTURE_COLUMNS = 10
 
+
+TRAINING_TIMES = ("discrete", "continuous")
 
 F = fields.Field
 DIFFUSION = {
@@ -53,7 +61,17 @@ DIFFUSION = {
   "parameterization": F(
     "eps", "what the network predicts", choices=diffusion_lib.PARAMETERIZATIONS
   ),
-  "weighting": F("simple", "lambda_t of the loss", choices=diffusion_lib.WEIGHTINGS),
+  "training_time": F(
+    "discrete",
+    "timesteps of the loss: discrete k ~ U{0..T-1}, or continuous t ~ U(1/T, 1) on the VP SDE "
+    "(denoising score matching; the network sees the fractional step of the same noise level)",
+    choices=TRAINING_TIMES,
+  ),
+  "weighting": F(
+    "simple",
+    "lambda_t of the loss (discrete time: simple, vlb, min_snr; continuous: simple, likelihood)",
+    choices=tuple(dict.fromkeys(diffusion_lib.WEIGHTINGS + sdes.WEIGHTINGS)),
+  ),
   "min_snr_gamma": F(5.0, "gamma of the min-SNR weighting (Hang et al. 2023)", gt=0),
   "model_variance": F("beta", "reverse-process variance", choices=diffusion_lib.MODEL_VARIANCES),
   "p_uncond": F(0.1, "label dropout for classifier-free guidance", ge=0, le=1),
@@ -131,6 +149,12 @@ def _errors(c: ml_collections.ConfigDict) -> list[str]:
       "need 0 < beta_start < beta_end < 1"
     )
   errors += diffusion_sde.errors(d)
+  allowed = sdes.WEIGHTINGS if d.training_time == "continuous" else diffusion_lib.WEIGHTINGS
+  if d.training_time in TRAINING_TIMES and d.weighting not in allowed:
+    errors.append(
+      f"config.diffusion.weighting={d.weighting!r}: not a weighting of "
+      f"config.diffusion.training_time={d.training_time!r}; use one of {list(allowed)}"
+    )
   points = c.data.name in sources.POINT_DATASETS
   if points:
     if d.clip_x0:
@@ -250,14 +274,35 @@ class DiffusionFamily(Family):
       min_snr_gamma=float(d.min_snr_gamma),
     )
 
+  def _noised_continuous(self, x0, keys):
+    """``(t, network step, ε, x_t)`` with t ~ U(1/T, 1) on the VP SDE."""
+    t_keys, noise_keys = genjax_random.split(keys, 2)
+    t = sdes.sample_time(t_keys, t_min=diffusion_sde.t_min(self.num_steps))
+    eps = genjax_random.normal(noise_keys, x0.shape[1:])
+    step = diffusion_sde.network_step(self.sde, self._alphas_cumprod, t)
+    return t, step, eps, sdes.perturb(self.sde, x0, t, eps)
+
   def loss_fn(self, params, batch, keys, step):
     del step
     x0, labels = batch["x"], batch["label"]
     noise_keys, drop_keys, dropout_keys = genjax_random.split(keys, 3)
-    t, eps, x_t = self._noised(x0, noise_keys)
     if self.conditional:
       p_uncond = float(self.config.diffusion.p_uncond)
       labels = diffusion_lib.drop_labels(drop_keys, labels, p_uncond, self.null_label)
+    if self.config.diffusion.training_time == "continuous":
+      t, net_step, eps, x_t = self._noised_continuous(x0, noise_keys)
+      output = self.denoise(params, x_t, net_step, labels, dropout_keys)
+      loss = sdes.dsm_loss(
+        self.sde,
+        output,
+        x0,
+        eps,
+        t,
+        parameterization=self.parameterization,
+        weighting=self.weighting,
+      )
+      return jnp.mean(loss), {}
+    t, eps, x_t = self._noised(x0, noise_keys)
     output = self.denoise(params, x_t, t, labels, dropout_keys)
     per_example = self._loss_terms(output, x0, eps, t, x_t, self.weighting)
     metrics = {}
