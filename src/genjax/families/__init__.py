@@ -1,8 +1,15 @@
 """Model families, registered by name in :data:`FAMILIES`."""
 
 # Importing a family module registers it: ae, dae, vae, cvae, iwae; gan, cgan; ddpm;
-# vqvae; pixelcnn, vqvae_prior.
-from genjax.families import autoencoders, autoregressive, diffusion, gan, vqvae  # noqa: F401
+# vqvae; pixelcnn, vqvae_prior; hvae, hiwae.
+from genjax.families import (  # noqa: F401
+  autoencoders,
+  autoregressive,
+  diffusion,
+  gan,
+  hierarchical,
+  vqvae,
+)
 from genjax.families.base import FAMILIES, PRESETS, DataInfo, Family, register
 
 __all__ = ["FAMILIES", "PRESETS", "DataInfo", "Family", "register"]
