@@ -168,8 +168,9 @@ class HierarchicalVAEFamily(VAEFamily):
     return dict(
       super().captions(),
       samples="decoder means of ancestral samples z_L ~ N(0, I), z_l ~ p(z_l | z_{l+1})",
-      traversals="row k: top-layer latent k set to -3, ..., 3 (columns), the others at the "
-      "code of a test input; lower layers at their prior means",
+      traversals="rows: the top-layer latents whose posterior means vary most over the test "
+      "batch, each set to -3, ..., 3 (columns), the others at the code of a test input; lower "
+      "layers at their prior means",
     )
 
   def pictures(self, params, batch, key):
@@ -177,9 +178,11 @@ class HierarchicalVAEFamily(VAEFamily):
     keys = jax.random.split(key, 64)
     out["samples"] = self.grid(self.compiled("samples", lambda: self.sample)(params, keys, None), 8)
     top = self.latent_dims[-1]
-    base = np.asarray(self._code_compiled(params, batch["x"][:1])[0, -top:])
+    # The top layer often uses few of its units: show those whose means vary most over the batch.
+    means = np.asarray(self._code_compiled(params, batch["x"][:64]))[:, -top:]
+    units = np.argsort(-means.var(axis=0))[: min(top, 10)].tolist()
     values = np.linspace(-3.0, 3.0, 11)
-    codes = image_lib.latent_traversal_codes(base, list(range(min(top, 10))), values)
+    codes = image_lib.latent_traversal_codes(means[0], units, values)
     decode_top = self.compiled("decode_top_mean", lambda: self.decode_top_mean)
     out["traversals"] = self.grid(decode_top(params, jnp.asarray(codes)), len(values))
     return out
