@@ -32,7 +32,7 @@ def _config(family="hvae", architecture="ladder", **hvae):
   c.family = family
   c.model.architecture = architecture
   c.model.conv_channels = (8,)
-  c.hvae.update(latent_dims=(6, 3), hidden_sizes=(16, 8), block_depth=1, **hvae)
+  c.hvae.update(**{"latent_dims": (6, 3), "hidden_sizes": (16, 8), "block_depth": 1, **hvae})
   c.train.batch_size = c.eval.batch_size = B
   if family == "hiwae":
     c.objective.num_samples = 5
@@ -106,6 +106,20 @@ def test_eval_metrics_fit_together(architecture):
   summary = family.summarize_eval(means)
   assert summary["active_units"] == summary["active_units_1"] + summary["active_units_2"]
   assert "posterior_mean" not in summary
+
+
+@pytest.mark.parametrize("architecture", ARCHS)
+def test_three_layers_train_and_report_three_kls(architecture, train_steps):
+  c = _config("hvae", architecture, latent_dims=(6, 4, 2), hidden_sizes=(16, 8, 8))
+  exp = experiment.build(c, devices=jax.devices()[:1])
+  state, history = train_steps(exp, 2)
+  assert all(np.isfinite(float(m["loss"])) for m in history)
+  out = exp.family.eval_fn(state.params, _batch(6), _keys(6), 4)
+  kls = [_np(out[f"kl_{i}"]) for i in (1, 2, 3)]
+  np.testing.assert_allclose(sum(kls), _np(out["kl"]), rtol=1e-5, atol=1e-5)
+  assert out["posterior_mean"].shape == (B, 12) and np.all(np.isfinite(_np(out["nll"])))
+  x = exp.family.sample(state.params, _keys(7, 3), None)
+  assert x.shape == (3, 8, 8, 1)
 
 
 def test_hiwae_trains_on_the_joint_bound_which_is_tighter_than_the_elbo():

@@ -7,8 +7,11 @@ Networks: :mod:`genjax.models.hierarchical` (``model.architecture``).
 
 The code of an input (``code``, ``genjax.load(...).encode``) is the
 concatenation of every layer's posterior mean, bottom layer first,
-``[B, sum(latent_dims)]``; with top-down inference a lower layer's mean is taken
-with the layers above it at their means. Decoding a code uses all of it
+``[B, sum(latent_dims)]``: the draw with zero noise, so a layer whose ``q``
+depends on other layers (``z_2`` on ``z_1`` bottom-up, ``z_1`` on ``z_2`` top-down)
+takes its mean with those at their means. Active units are counted on these
+means: Burda et al.'s ``E_q[z_l | x]`` exactly for a bottom-up net's first layer,
+an approximation of it for the others. Decoding a code uses all of it
 (bottom-up nets read only ``z_1``).
 """
 
