@@ -29,7 +29,7 @@ def test_every_shipped_config_is_valid(path):
     (
       "family",
       "vea",
-      "allowed: ae, cgan, cvae, dae, ddpm, gan, iwae, pixelcnn, vae, vdm, vqvae, vqvae_prior",
+      "allowed: ae, cgan, cvae, dae, ddpm, gan, hiwae, hvae, iwae, pixelcnn, vae, vdm, vqvae, vqvae_prior",
     ),
     ("data.name", "no_such_dataset", "shipped dataset (digits, ring8"),
     ("data.preprocess", "binarise", "allowed:"),
@@ -221,7 +221,17 @@ def test_each_family_owns_its_sections_and_their_rules():
 
   c = config_lib.defaults()
   owners = {name: cls for cls in FAMILIES.values() for name in cls.sections}
-  assert set(owners) == {"objective", "gan", "diffusion", "unet", "vdm", "vq", "pixelcnn", "prior"}
+  assert set(owners) == {
+    "objective",
+    "hvae",
+    "gan",
+    "diffusion",
+    "unet",
+    "vdm",
+    "vq",
+    "pixelcnn",
+    "prior",
+  }
   for name, cls in owners.items():
     assert set(c[name]) == set(cls.sections[name]), name
   # A section's rule is checked only when its family is chosen.

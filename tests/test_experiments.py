@@ -79,8 +79,12 @@ def test_config_runs_two_steps_end_to_end(path, tmp_path, shrink):
     assert "eval/nll" in evals[-1]
     return
   assert "reconstructions.png" in pictures and "interpolations.png" in pictures
-  if config.family in ("vae", "iwae"):
+  if config.family in ("vae", "iwae", "hvae", "hiwae"):
     assert {"samples.png", "traversals.png"} <= set(pictures)
+  if config.family in ("hvae", "hiwae"):
+    assert {"eval/kl_1", "eval/kl_2", "eval/active_units_1", "eval/active_units_2"} <= set(
+      evals[-1]
+    )
   if config.family == "cvae":
     assert "samples_by_class.png" in pictures
   if config.family == "dae":

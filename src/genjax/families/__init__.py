@@ -1,8 +1,16 @@
 """Model families, registered by name in :data:`FAMILIES`."""
 
 # Importing a family module registers it: ae, dae, vae, cvae, iwae; gan, cgan; ddpm;
-# vdm; vqvae; pixelcnn, vqvae_prior.
-from genjax.families import autoencoders, autoregressive, diffusion, gan, vdm, vqvae  # noqa: F401
+# vdm; vqvae; pixelcnn, vqvae_prior; hvae, hiwae.
+from genjax.families import (  # noqa: F401
+  autoencoders,
+  autoregressive,
+  diffusion,
+  gan,
+  hierarchical,
+  vdm,
+  vqvae,
+)
 from genjax.families.base import FAMILIES, PRESETS, DataInfo, Family, register
 
 __all__ = ["FAMILIES", "PRESETS", "DataInfo", "Family", "register"]

@@ -71,10 +71,14 @@ class _AutoencoderBase(Family):
         f"config.family={config.family!r} needs an image dataset; "
         f"config.data.name={data.name!r} holds {data.kind}"
       )
-    m = config.model
-    self.conditional = bool(m.conditional)
+    self.conditional = bool(config.model.conditional)
     self.num_classes = self.label_classes(self.conditional)
-    self.module = build_autoencoder(
+    self.module = self.build_module(config, data)
+
+  def build_module(self, config: ml_collections.ConfigDict, data: DataInfo):
+    """The Flax module of this family, from its config fields."""
+    m = config.model
+    return build_autoencoder(
       m.architecture,
       data_shape=data.shape,
       latent_dim=m.latent_dim,
@@ -288,37 +292,50 @@ class VAEFamily(_AutoencoderBase):
       self.likelihood, self.decode(params, z, labels), self.data.data_range
     )
 
+  def _elbo(self, params, x, keys, labels, **options):
+    """Per-example ELBO terms (``elbo``, ``recon``, ``kl``, ``loss``), each ``[B]``."""
+    return vae_objectives.elbo(x, keys, **self._bound_fns(params, labels), **options)
+
+  def _iwae(self, params, x, keys, labels, **options):
+    """The importance-weighted bound ``[B]``."""
+    return vae_objectives.iwae_bound(x, keys, **self._bound_fns(params, labels), **options)
+
+  def _kl_terms(self, terms) -> dict[str, jax.Array]:
+    """Named parts of the KL (a hierarchy's layers), each ``[B]``; none for one layer."""
+    del terms
+    return {}
+
   def loss_fn(self, params, batch, keys, step):
-    fns = self._bound_fns(params, self._labels(batch))
-    x = batch["x"]
+    x, labels = batch["x"], self._labels(batch)
     if self.num_train_samples > 1:
-      bound = vae_objectives.iwae_bound(x, keys, num_samples=self.num_train_samples, **fns)
+      bound = self._iwae(params, x, keys, labels, num_samples=self.num_train_samples)
       loss = -jnp.mean(bound)
       return loss, {"iwae_bound": -loss}
     beta = self.beta * vae_objectives.kl_warmup_weight(step, self.kl_warmup_steps)
-    terms = vae_objectives.elbo(x, keys, beta=beta, free_bits=self.free_bits, **fns)
+    terms = self._elbo(params, x, keys, labels, beta=beta, free_bits=self.free_bits)
     metrics = {
       "elbo": jnp.mean(terms["elbo"]),
       "recon": -jnp.mean(terms["recon"]),
       "kl": jnp.mean(terms["kl"]),
       "beta": beta,
     }
+    metrics.update({k: jnp.mean(v) for k, v in self._kl_terms(terms).items()})
     return jnp.mean(terms["loss"]), metrics
 
   def eval_fn(self, params, batch, keys, num_samples):
-    fns = self._bound_fns(params, self._labels(batch))
-    x = batch["x"]
-    terms = vae_objectives.elbo(x, keys, **fns)
+    x, labels = batch["x"], self._labels(batch)
+    terms = self._elbo(params, x, keys, labels)
     chunk = math.gcd(num_samples, self.nll_chunk)
-    nll = -vae_objectives.iwae_bound(
-      x, genjax_random.fold_in(keys, 1), num_samples=num_samples, chunk_size=chunk, **fns
+    nll = -self._iwae(
+      params, x, genjax_random.fold_in(keys, 1), labels, num_samples=num_samples, chunk_size=chunk
     )
     dims = math.prod(self.data.shape)
-    codes = self.code(params, x, self._labels(batch))
+    codes = self.code(params, x, labels)
     return {
       "elbo": terms["elbo"],
       "recon": -terms["recon"],
       "kl": terms["kl"],
+      **self._kl_terms(terms),
       "nll": nll,
       "bits_per_dim": nll / (dims * math.log(2.0)),
       # Vectors [B, D], summed over the test split: their means give Cov_x(E_q[z]).

@@ -2,6 +2,7 @@
 
 from genjax.models.autoencoder import ARCHITECTURES, Autoencoder, build_autoencoder
 from genjax.models.conv import ConvDecoder, ConvEncoder, check_divisible
+from genjax.models.hierarchical import HierarchicalVAE
 from genjax.models.layers import (
   ACTIVATIONS,
   SubPixelUpsample,
@@ -19,6 +20,7 @@ __all__ = [
   "ConvDecoder",
   "ConvEncoder",
   "GaussianHeads",
+  "HierarchicalVAE",
   "MLPDecoder",
   "MLPEncoder",
   "SubPixelUpsample",

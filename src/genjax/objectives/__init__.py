@@ -1,5 +1,6 @@
 """Pure objective functions: VAE bounds, AE losses, GAN, diffusion, VQ and autoregressive losses."""
 
+from genjax.objectives import hierarchical
 from genjax.objectives.ae import (
   CORRUPTIONS,
   RECONSTRUCTION_KINDS,
@@ -46,6 +47,7 @@ __all__ = [
   "elbo",
   "gaussian_log_likelihood",
   "get_likelihood",
+  "hierarchical",
   "iwae_bound",
   "iwae_loss",
   "kl_diag_gaussians",

@@ -49,13 +49,17 @@ def kl_diag_gaussians(
   Returns:
     KL per example, shape ``[B]``, summed over all non-batch axes.
   """
-  kl = 0.5 * (
+  return sum_per_example(kl_diag_gaussians_per_dim(mean_q, log_var_q, mean_p, log_var_p), mean_q)
+
+
+def kl_diag_gaussians_per_dim(mean_q, log_var_q, mean_p, log_var_p) -> jax.Array:
+  """:func:`kl_diag_gaussians` before the sum: one KL per element, shape of ``mean_q``."""
+  return 0.5 * (
     log_var_p
     - log_var_q
     + (jnp.exp(log_var_q) + jnp.square(mean_q - mean_p)) * jnp.exp(-log_var_p)
     - 1.0
   )
-  return sum_per_example(kl, mean_q)
 
 
 def kl_standard_normal(mean: jax.Array, log_var: jax.Array) -> jax.Array:
@@ -384,7 +388,20 @@ def free_bits_kl(mean: jax.Array, log_var: jax.Array, floor: float) -> jax.Array
   result is ``sum_d max(floor, mean_b KL_bd)``.
   """
   kl = 0.5 * (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)
-  kl = kl.reshape(kl.shape[0], -1)
+  return free_bits_floor(kl, floor)
+
+
+def free_bits_floor(kl_per_dim: jax.Array, floor) -> jax.Array:
+  """``sum_d`` of each dimension's KL, or the constant ``floor`` where its batch mean is below it.
+
+  Args:
+    kl_per_dim: KL of each latent dimension, ``[B, ...]`` (analytic or a sample estimate).
+    floor: nats per dimension.
+
+  Returns:
+    ``[B]``; a dimension under its floor contributes no gradient.
+  """
+  kl = kl_per_dim.reshape(kl_per_dim.shape[0], -1)
   above = jnp.mean(kl, axis=0) > floor
   return jnp.sum(jnp.where(above, kl, floor), axis=1)
 
@@ -435,17 +452,35 @@ def iwae_bound(
   Returns:
     Bound per example, shape ``[B]``. Differentiable and jittable.
   """
+  mean, log_var = encode(x)
+
+  def log_weights(j):
+    z = reparameterize(random.fold_in(keys, j), mean, log_var)
+    return _log_importance_weight(x, z, mean, log_var, decode, log_likelihood)
+
+  return log_mean_exp_over_samples(log_weights, num_samples, chunk_size)
+
+
+def log_mean_exp_over_samples(
+  log_weights: Callable[[jax.Array], jax.Array], num_samples: int, chunk_size: int | None = None
+) -> jax.Array:
+  """``log (1/k) sum_j exp(log_weights(j))`` for ``j < k``, chunked so memory is O(chunk).
+
+  Args:
+    log_weights: ``j (uint32 scalar) -> [B]``; pure, vmapped over ``j``.
+    num_samples: ``k``.
+    chunk_size: samples per ``lax.scan`` step (``None``: all at once); must divide ``k``.
+      The value does not depend on it: sample ``j`` is the same in any chunk.
+
+  Returns:
+    ``[B]``, differentiable (each chunk is rematerialised for the gradient).
+  """
   if chunk_size is None or chunk_size >= num_samples:
     chunk_size = num_samples
   if chunk_size <= 0 or num_samples % chunk_size:
     raise ValueError(
       f"num_samples ({num_samples}) must be a positive multiple of chunk_size ({chunk_size})"
     )
-  mean, log_var = encode(x)
-
-  def log_weights(j):
-    z = reparameterize(random.fold_in(keys, j), mean, log_var)
-    return _log_importance_weight(x, z, mean, log_var, decode, log_likelihood)
 
   def chunk_logsumexp(start):
     js = start + jnp.arange(chunk_size, dtype=jnp.uint32)
