@@ -215,6 +215,11 @@ def apply_overrides(c: ml_collections.ConfigDict, overrides: list[str]) -> dict:
     parent, _, name = field.rpartition(".")
     (fields.get(c, parent) if parent else c)[name] = value
     applied[field] = value
+  # The run's settings that the overrides make inert (another sampler's tolerance)
+  # go back to their defaults instead of being refused.
+  for name, section in (COMMON | family_sections()).items():
+    if name in c:
+      fields.reset_ignored(c, section, name, keep=applied)
   return applied
 
 

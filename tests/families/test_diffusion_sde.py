@@ -305,3 +305,16 @@ def test_weighting_must_belong_to_the_training_time():
   with pytest.raises(config_lib.ConfigError, match="weighting='min_snr': not a weighting"):
     config_lib.validate(_config(training_time="continuous", weighting="min_snr"), 1)
   config_lib.validate(_config(training_time="continuous", weighting="likelihood"), 1)
+
+
+def test_an_override_of_the_sampler_resets_the_other_samplers_settings():
+  # A run tuned for one sampler is evaluated with another: its tolerance becomes inert
+  # and goes back to the default; an inert setting the user asks for is still refused.
+  c = _config(sampler="ode_adaptive", ode_rtol=1e-3, ode_atol=1e-3)
+  config_lib.apply_overrides(c, ["diffusion.sampler=ddpm"])
+  config_lib.validate(c, num_devices=1)
+  assert c.diffusion.ode_rtol == c.diffusion.ode_atol == 1e-5
+  c = _config(sampler="ode_adaptive", ode_rtol=1e-3)
+  config_lib.apply_overrides(c, ["diffusion.sampler=ddpm", "diffusion.ode_rtol=1e-2"])
+  with pytest.raises(config_lib.ConfigError, match="ode_rtol=0.01: has no effect unless"):
+    config_lib.validate(c, num_devices=1)

@@ -31,6 +31,7 @@ class Field:
     only_with: ``(field, values)``: the field has an effect only while that other
       field (dotted, from the config's root) holds one of ``values``; a
       non-default value is refused otherwise, since it would silently do nothing.
+      Several such pairs in a list: an effect while any of them holds.
   """
 
   default: Any
@@ -44,7 +45,21 @@ class Field:
   odd: bool = False
   positive_ints: bool = False
   nonempty: bool = False
-  only_with: tuple[str, Sequence[Any]] | None = None
+  only_with: tuple[str, Sequence[Any]] | list[tuple[str, Sequence[Any]]] | None = None
+
+  def inert(self, root) -> str | None:
+    """Why the field does nothing in config ``root`` ("unless ..."), or None if it acts.
+
+    Raises KeyError when a deciding field is not in ``root``.
+    """
+    if self.only_with is None:
+      return None
+    pairs = self.only_with if isinstance(self.only_with, list) else [self.only_with]
+    if any(get(root, other) in allowed for other, allowed in pairs):
+      return None
+    return " or ".join(
+      f"config.{other} is {' or '.join(map(str, allowed))}" for other, allowed in pairs
+    )
 
   def error(self, value: Any) -> str | None:
     """Why ``value`` is not allowed, or None when it is."""
@@ -115,30 +130,33 @@ def section_errors(
     value = values[name]
     path = f"{prefix}.{name}" if prefix else name
     why = f.error(value)
-    if why is None and f.only_with is not None and value != f.default:
-      other, allowed = f.only_with
-      if get(root if root is not None else values, other) not in allowed:
-        why = (
-          f"has no effect unless config.{other} is {' or '.join(map(str, allowed))} "
-          f"(leave it at {f.default!r})"
-        )
+    if why is None and value != f.default:
+      unless = f.inert(root if root is not None else values)
+      if unless:
+        why = f"has no effect unless {unless} (leave it at {f.default!r})"
     if why is not None:
       errors.append(f"config.{path}={_show(value)}: {why}")
   return errors
 
 
-def reset_ignored(config, section: Section, prefix: str) -> None:
-  """Puts fields whose ``only_with`` condition fails back at their defaults (old configs).
+def reset_ignored(config, section: Section, prefix: str, keep=()) -> None:
+  """Puts fields whose ``only_with`` condition fails back at their defaults.
 
   A config saved before such a field was refused may hold a value that never
-  had an effect; resetting it keeps that run loadable and changes nothing.
+  had an effect, and an override (another sampler for one evaluation) may make
+  a run's setting inert; resetting it keeps the run loadable and changes nothing.
+  Dotted names in ``keep`` (what the user just set) stay, to be refused.
   """
   values = get(config, prefix) if prefix else config
   for name, f in section.items():
-    if f.only_with is not None and name in values:
-      other, allowed = f.only_with
-      if get(config, other) not in allowed:
-        values[name] = f.default
+    if f"{prefix}.{name}" in keep:
+      continue
+    if name in values:
+      try:
+        if f.inert(config):
+          values[name] = f.default
+      except KeyError:  # A deciding field's section is not in this config.
+        continue
 
 
 def get(config, dotted: str):

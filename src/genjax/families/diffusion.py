@@ -148,7 +148,6 @@ def _errors(c: ml_collections.ConfigDict) -> list[str]:
       f"config.diffusion.beta_start={d.beta_start!r}, beta_end={d.beta_end!r}: "
       "need 0 < beta_start < beta_end < 1"
     )
-  errors += diffusion_sde.errors(d)
   allowed = sdes.WEIGHTINGS if d.training_time == "continuous" else diffusion_lib.WEIGHTINGS
   if d.training_time in TRAINING_TIMES and d.weighting not in allowed:
     errors.append(

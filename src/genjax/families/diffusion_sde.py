@@ -48,6 +48,8 @@ SAMPLERS = {
 EVALS_PER_STEP = {"sde": 1, "pc": 2, "ode_euler": 1, "ode_heun": 2}
 
 F = fields.Field
+# What the adaptive solver's tolerances serve.
+_ODE_SOLVES = [("diffusion.sampler", ("ode_adaptive",)), ("diffusion.ode_likelihood", (True,))]
 # Fields of config.diffusion for these samplers and the likelihood.
 FIELDS = {
   "snr": F(
@@ -57,8 +59,12 @@ FIELDS = {
     only_with=("diffusion.sampler", ("pc",)),
   ),
   # Song et al.'s tolerances, for sampling and likelihood alike (their RK45 uses both).
-  "ode_rtol": F(1e-5, "ode_adaptive and ode_likelihood: relative tolerance", gt=0),
-  "ode_atol": F(1e-5, "ode_adaptive and ode_likelihood: absolute tolerance", gt=0),
+  "ode_rtol": F(
+    1e-5, "ode_adaptive and ode_likelihood: relative tolerance", gt=0, only_with=_ODE_SOLVES
+  ),
+  "ode_atol": F(
+    1e-5, "ode_adaptive and ode_likelihood: absolute tolerance", gt=0, only_with=_ODE_SOLVES
+  ),
   "ode_likelihood": F(False, "eval: exact NLL through the probability-flow ODE (eval/ode_*)"),
   "hutchinson_probes": F(
     1,
@@ -68,21 +74,6 @@ FIELDS = {
     only_with=("diffusion.ode_likelihood", (True,)),
   ),
 }
-
-
-def errors(d) -> list[str]:
-  """Tolerances that would do nothing (``only_with`` names one condition; they have two)."""
-  out = []
-  if d.sampler == "ode_adaptive" or d.ode_likelihood:
-    return out
-  for name in ("ode_rtol", "ode_atol"):
-    if d[name] != FIELDS[name].default:
-      out.append(
-        f"config.diffusion.{name}={d[name]!r}: has no effect unless config.diffusion.sampler "
-        f"is ode_adaptive or config.diffusion.ode_likelihood is True "
-        f"(leave it at {FIELDS[name].default!r})"
-      )
-  return out
 
 
 def continuous_sde(schedule: str, num_steps: int, beta_start: float, beta_end: float) -> SDE:
