@@ -68,6 +68,7 @@ def shrink(config, num_steps=2):
   c.pixelcnn.num_layers, c.pixelcnn.features = 2, 8
   c.vq.channels, c.vq.res_channels, c.vq.num_res_blocks = (8, 16), 8, 1
   c.vq.num_embeddings, c.vq.embedding_dim = 32, 8
+  c.vq2.top_num_embeddings = 32
   return c
 
 

@@ -23,8 +23,9 @@ CONFIGS = sorted(
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_runs_two_steps_end_to_end(path, tmp_path, shrink):
   config = shrink(config_lib.load_config(path))
-  if config.family == "vqvae_prior":  # The second stage needs a first-stage run to point at.
-    first = shrink(config_lib.load_config(path.with_name("vqvae_mnist.py")))
+  first_stages = {"vqvae_prior": "vqvae_mnist.py", "vqvae2_prior": "vqvae2_mnist.py"}
+  if config.family in first_stages:  # A second stage needs a first-stage run to point at.
+    first = shrink(config_lib.load_config(path.with_name(first_stages[config.family])))
     loop.train_and_evaluate(first, tmp_path / "first_stage")
     config.prior.vqvae_workdir = str(tmp_path / "first_stage")
     tmp_path = tmp_path / "second_stage"
@@ -69,6 +70,16 @@ def test_config_runs_two_steps_end_to_end(path, tmp_path, shrink):
   if config.family == "vqvae":
     assert {"reconstructions.png", "codebook_usage.png"} <= set(pictures)
     assert {"eval/perplexity", "eval/codes_used", "eval/mse"} <= set(evals[-1])
+    return
+  if config.family == "vqvae2":
+    assert {"reconstructions.png", "codebook_usage_top.png", "codebook_usage_bottom.png"} <= set(
+      pictures
+    )
+    assert {"eval/perplexity_top", "eval/codes_used_bottom", "eval/mse"} <= set(evals[-1])
+    return
+  if config.family == "vqvae2_prior":
+    assert {"samples_by_class.png", "bottom_resamples.png"} <= set(pictures)
+    assert {"eval/nll", "eval/nll_top", "eval/nll_bottom"} <= set(evals[-1])
     return
   if config.family in ("pixelcnn", "vqvae_prior"):
     expected = {"samples_by_class.png" if config.model.conditional else "samples.png"}

@@ -16,6 +16,15 @@ def perturbed(params, scale=0.05):
   )
 
 
+def restore_run(workdir):
+  """``(experiment on one device, train state)`` of a run's latest checkpoint."""
+  ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints")
+  exp = experiment.build(ckpt.restore_config(), jax.devices()[:1])
+  state = ckpt.restore(exp.abstract_state())[0]
+  ckpt.close()
+  return exp, state
+
+
 def assert_resume_is_bit_identical(config, workdir):
   """Trains 4 steps straight and 2 + 2 with a restart; the step-4 states must be equal.
 

@@ -7,14 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from family_runs import assert_resume_is_bit_identical
+from family_runs import assert_resume_is_bit_identical, restore_run
 
 import genjax
 from genjax import config as config_lib
 from genjax.core.parallel import AXIS
 from genjax.data import preprocessing
 from genjax.models.vqvae import EMA_COLLECTION
-from genjax.run import checkpoint as checkpoint_lib
 from genjax.run import evaluation, experiment, loop
 from genjax.run.evaluation import evaluate_workdir
 
@@ -56,16 +55,8 @@ def first_stage(tmp_path_factory):
   return workdir
 
 
-def _restore(workdir):
-  ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints")
-  exp = experiment.build(ckpt.restore_config(), jax.devices()[:1])
-  state = ckpt.restore(exp.abstract_state())[0]
-  ckpt.close()
-  return exp, state
-
-
 def test_vqvae_perplexity_and_codes_used_cover_the_whole_test_split(first_stage):
-  exp, state = _restore(first_stage)
+  exp, state = restore_run(first_stage)
   params = exp.family.eval_params(state)
   metrics = evaluation.evaluate(exp, params, num_examples=0, num_samples=1)
   # Second path: encode every test image and count codes on the host.
@@ -82,7 +73,7 @@ def test_vqvae_perplexity_and_codes_used_cover_the_whole_test_split(first_stage)
 
 
 def test_vqvae_training_lowers_the_error_and_keeps_the_codebook_out_of_the_gradients(first_stage):
-  exp, state = _restore(first_stage)
+  exp, state = restore_run(first_stage)
   trained = evaluation.evaluate(exp, exp.family.eval_params(state), num_examples=0, num_samples=1)
   init = evaluation.evaluate(
     exp, exp.family.eval_params(exp.init_state()), num_examples=0, num_samples=1
@@ -159,7 +150,7 @@ def test_pixelcnn_nll_is_exact_for_a_uniform_model_and_falls_with_training(tmp_p
   assert uniform["eval/nll"] == pytest.approx(64 * math.log(2.0), rel=1e-6)
   assert uniform["eval/bits_per_dim"] == pytest.approx(1.0, rel=1e-6)
   loop.train_and_evaluate(_pixelcnn_config(num_steps=150), tmp_path)
-  exp, state = _restore(tmp_path)
+  exp, state = restore_run(tmp_path)
   trained = evaluation.evaluate(exp, exp.family.eval_params(state), num_examples=0, num_samples=1)
   assert trained["eval/nll"] < 0.8 * uniform["eval/nll"]
 
@@ -186,10 +177,10 @@ def _prior_config(first_stage, num_steps=3):
 
 
 def test_prior_trains_over_frozen_first_stage_codes(first_stage, tmp_path):
-  first_exp, first_state = _restore(first_stage)
+  first_exp, first_state = restore_run(first_stage)
   first_vars = first_exp.family.eval_params(first_state)
   loop.train_and_evaluate(_prior_config(first_stage), tmp_path)
-  exp, state = _restore(tmp_path)
+  exp, state = restore_run(tmp_path)
   # The first stage is copied into the checkpoint bit for bit and never trained.
   jax.tree.map(np.testing.assert_array_equal, state.model_state["vqvae"], first_vars)
   params = exp.family.eval_params(state)

@@ -1,7 +1,7 @@
 """Model families, registered by name in :data:`FAMILIES`."""
 
 # Importing a family module registers it: ae, dae, vae, cvae, iwae; gan, cgan; ddpm;
-# vdm; vqvae; pixelcnn, vqvae_prior; hvae, hiwae.
+# vdm; vqvae; pixelcnn, vqvae_prior; vqvae2, vqvae2_prior; hvae, hiwae.
 from genjax.families import (  # noqa: F401
   autoencoders,
   autoregressive,
@@ -10,6 +10,8 @@ from genjax.families import (  # noqa: F401
   hierarchical,
   vdm,
   vqvae,
+  vqvae2,
+  vqvae2_prior,
 )
 from genjax.families.base import FAMILIES, PRESETS, DataInfo, Family, register
 

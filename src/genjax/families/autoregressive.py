@@ -56,6 +56,17 @@ PRIOR = {
 }
 
 
+def prior_errors(c, first_stage_family: str) -> list[str]:
+  """Errors of a prior's config: image data and a first-stage run to build on."""
+  errors = image_data_errors(c)
+  if not c.prior.vqvae_workdir:
+    errors.append(
+      "config.prior.vqvae_workdir='': set it to the run directory of a trained "
+      f"{first_stage_family!r} experiment (the first stage)"
+    )
+  return errors
+
+
 class _AutoregressiveBase(Family):
   """Gated PixelCNN over integer grids: likelihood, sampling, completions.
 
@@ -272,13 +283,7 @@ class VQPriorFamily(_AutoregressiveBase):
 
   @classmethod
   def validate(cls, c):
-    errors = image_data_errors(c)
-    if not c.prior.vqvae_workdir:
-      errors.append(
-        "config.prior.vqvae_workdir='': set it to the run directory of a trained "
-        "'vqvae' experiment (the first stage)"
-      )
-    return errors
+    return prior_errors(c, cls.first_stage_family)
 
   def frozen_state(self):
     return {"vqvae": self._first_stage}

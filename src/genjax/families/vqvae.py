@@ -36,9 +36,11 @@ from genjax.objectives import vq as vq_lib
 _RESTART_STREAM = 7
 
 
-def build_vqvae(v: ml_collections.ConfigDict, out_channels: int, axis_name=None) -> VQVAE:
-  """The :class:`VQVAE` module described by ``config.vq``."""
-  return VQVAE(
+def build_vqvae(
+  v: ml_collections.ConfigDict, out_channels: int, axis_name=None, cls=VQVAE, **extra
+) -> VQVAE:
+  """The :class:`VQVAE` module (or subclass ``cls`` with attributes ``extra``) of ``config.vq``."""
+  return cls(
     channels=tuple(v.channels),
     num_res_blocks=int(v.num_res_blocks),
     res_channels=int(v.res_channels),
@@ -50,6 +52,7 @@ def build_vqvae(v: ml_collections.ConfigDict, out_channels: int, axis_name=None)
     epsilon=float(v.epsilon),
     out_channels=out_channels,
     axis_name=axis_name,
+    **extra,
   )
 
 
@@ -94,7 +97,7 @@ class VQVAEFamily(Family):
   def __init__(self, config: ml_collections.ConfigDict, data):
     super().__init__(config, data)
     if data.kind != "image":
-      raise ValueError(f"family 'vqvae' needs images; {data.name!r} holds {data.kind}")
+      raise ValueError(f"family {config.family!r} needs images; {data.name!r} holds {data.kind}")
     v = config.vq
     factor = 2 ** len(v.channels)
     if data.shape[0] % factor or data.shape[1] % factor:
@@ -106,10 +109,16 @@ class VQVAEFamily(Family):
     self.ema = bool(v.ema)
     self.num_embeddings = int(v.num_embeddings)
     self.restart_threshold = float(v.restart_threshold)
-    self.module = build_vqvae(v, data.shape[-1], axis_name=AXIS)
+    self.module = self.build_module(AXIS)
     # Outside the data axis (pictures, the second stage): no collective.
     self.host_module = self.module.clone(axis_name=None)
     self.code_shape = (data.shape[0] // factor, data.shape[1] // factor)
+    # Code levels: (suffix of the module's output keys and of metrics, quantizer, codebook size).
+    self.levels = (("", "quantizer", self.num_embeddings),)
+
+  def build_module(self, axis_name):
+    """The Flax module, its EMA statistics summed over ``axis_name``."""
+    return build_vqvae(self.config.vq, self.data.shape[-1], axis_name=axis_name)
 
   @classmethod
   def validate(cls, c):
@@ -156,31 +165,37 @@ class VQVAEFamily(Family):
     # With the EMA codebook the codebook loss has no parameter to move: a metric only.
     vq_loss = commitment + (0.0 if self.ema else codebook)
     loss = jnp.mean(recon + vq_loss)
-    counts = lax.psum(vq_lib.codebook_usage(out["indices"], self.num_embeddings), AXIS)
-    metrics = {
-      "recon": jnp.mean(recon),
-      "codebook_loss": jnp.mean(codebook),
-      "commitment_loss": jnp.mean(commitment),
-      "perplexity": vq_lib.perplexity(counts),
-      "codes_used": jnp.sum(counts > 0).astype(jnp.float32),
-    }
-    if self.ema and self.restart_threshold > 0:
-      model_state, restarted = self._restart(model_state, out["z_e"], step)
-      metrics["codes_restarted"] = restarted.astype(jnp.float32)
+    metrics = {"recon": jnp.mean(recon)}
+    key = jax.random.fold_in(jax.random.key(self.config.seed + _RESTART_STREAM), step)
+    for i, (suffix, name, size) in enumerate(self.levels):
+      counts = lax.psum(vq_lib.codebook_usage(out["indices" + suffix], size), AXIS)
+      metrics |= {
+        "codebook_loss" + suffix: jnp.mean(out["codebook_loss" + suffix]),
+        "commitment_loss" + suffix: jnp.mean(out["commitment_loss" + suffix]),
+        "perplexity" + suffix: vq_lib.perplexity(counts),
+        "codes_used" + suffix: jnp.sum(counts > 0).astype(jnp.float32),
+      }
+      if self.ema and self.restart_threshold > 0:
+        level_key = key if i == 0 else jax.random.fold_in(key, i)
+        model_state, restarted = self._restart(model_state, out["z_e" + suffix], level_key, name)
+        metrics["codes_restarted" + suffix] = restarted.astype(jnp.float32)
     return loss, (metrics, model_state)
 
-  def _restart(self, model_state, z_e, step):
-    """Restarts dead codes at encoder outputs of the global batch, identically on every device."""
-    ema = model_state[EMA_COLLECTION]["quantizer"]
+  def _restart(self, model_state, z_e, key, name):
+    """Restarts dead codes of quantizer ``name`` at encoder outputs of the global batch.
+
+    ``key`` is the same on every device, so every replica restarts the same codes.
+    """
+    ema = model_state[EMA_COLLECTION][name]
     candidates = lax.stop_gradient(z_e.reshape(-1, z_e.shape[-1]))
     candidates = lax.all_gather(candidates, AXIS, tiled=True)
-    key = jax.random.fold_in(jax.random.key(self.config.seed + _RESTART_STREAM), step)
     state = vq_lib.EMAState(ema["cluster_size"], ema["embed_sum"])
     state, codebook, restarted = vq_lib.ema_restart_dead_codes(
       state, ema["codebook"], candidates, key, self.restart_threshold
     )
     new = {"codebook": codebook, "cluster_size": state.cluster_size, "embed_sum": state.embed_sum}
-    return dict(model_state, **{EMA_COLLECTION: {"quantizer": new}}), restarted
+    collection = dict(model_state[EMA_COLLECTION], **{name: new})
+    return dict(model_state, **{EMA_COLLECTION: collection}), restarted
 
   # -- evaluation -------------------------------------------------------------
 
@@ -190,21 +205,27 @@ class VQVAEFamily(Family):
     out = self.module.apply(params, x)
     recon, codebook, commitment = self._terms(out, x)
     mean = self.decode_mean(out["output"])
-    one_hot = jax.nn.one_hot(out["indices"].reshape(x.shape[0], -1), self.num_embeddings)
-    return {
+    metrics = {
       "recon": recon,
       "mse": jnp.mean(jnp.square(mean - x).reshape(x.shape[0], -1), axis=1),
       "codebook_loss": codebook,
       "commitment_loss": commitment,
-      "code_frequency": jnp.mean(one_hot, axis=1),  # [B, K]: reduced in summarize_eval.
     }
+    for suffix, _, size in self.levels:
+      one_hot = jax.nn.one_hot(out["indices" + suffix].reshape(x.shape[0], -1), size)
+      metrics["code_frequency" + suffix] = jnp.mean(one_hot, axis=1)  # [B, K]: see summarize_eval.
+      metrics["commitment_loss" + suffix] = out["commitment_loss" + suffix]
+    return metrics
 
   def summarize_eval(self, means):
     means = dict(means)
-    frequency = np.asarray(means.pop("code_frequency"), np.float64)
+    frequencies = {
+      s: np.asarray(means.pop("code_frequency" + s), np.float64) for s, *_ in self.levels
+    }
     out = super().summarize_eval(means)
-    out["perplexity"] = float(vq_lib.perplexity(jnp.asarray(frequency)))
-    out["codes_used"] = float(np.sum(frequency > 0))
+    for suffix, frequency in frequencies.items():
+      out["perplexity" + suffix] = float(vq_lib.perplexity(jnp.asarray(frequency)))
+      out["codes_used" + suffix] = float(np.sum(frequency > 0))
     return out
 
   # -- codes ------------------------------------------------------------------

@@ -239,7 +239,9 @@ class GatedBlock(nn.Module):
 
   Together the stacks cover every earlier pixel (no blind spot). Class
   conditioning adds a learned per-class bias to both pre-activations (the
-  paper's ``V^T h`` term with a one-hot ``h``).
+  paper's ``V^T h`` term with a one-hot ``h``). Spatial conditioning adds a
+  1x1 convolution of a map ``cond`` (the paper's ``V * s``); the map is an input
+  that the grid does not influence, so every position may see all of it.
 
   Attributes:
     features: channels ``F`` of both stacks (pre-activations have ``2F``).
@@ -255,7 +257,11 @@ class GatedBlock(nn.Module):
 
   @nn.compact
   def __call__(
-    self, v: jax.Array, h: jax.Array, labels: jax.Array | None = None
+    self,
+    v: jax.Array,
+    h: jax.Array,
+    labels: jax.Array | None = None,
+    cond: jax.Array | None = None,
   ) -> tuple[jax.Array, jax.Array]:
     """Applies the layer.
 
@@ -263,6 +269,7 @@ class GatedBlock(nn.Module):
       v: vertical-stack features ``[B, H, W, C]``.
       h: horizontal-stack features ``[B, H, W, C]`` (the data in the first layer).
       labels: integer labels ``[B]`` if ``num_classes > 0``.
+      cond: optional conditioning map ``[B, H, W, C_cond]``, not derived from the grid.
 
     Returns:
       ``(v_out, h_out)``, each ``[B, H, W, F]``.
@@ -279,6 +286,9 @@ class GatedBlock(nn.Module):
     h_pre = h_pre + Conv(two_f, (1, 1), name="v_to_h")(shift_down(v_pre))
     v_pre = v_pre + _class_bias(labels, self.num_classes, two_f, "v_class_bias")
     h_pre = h_pre + _class_bias(labels, self.num_classes, two_f, "h_class_bias")
+    if cond is not None:
+      v_pre = v_pre + Conv(two_f, (1, 1), name="v_cond")(cond)
+      h_pre = h_pre + Conv(two_f, (1, 1), name="h_cond")(cond)
     v_out = _gate(v_pre)
     h_out = Conv(self.features, (1, 1), name="h_out")(_gate(h_pre))
     if self.mask_type == "B":
@@ -327,16 +337,20 @@ class GatedPixelCNN(nn.Module):
     return self.num_layers * (self.kernel_size // 2) + 1
 
   @nn.compact
-  def __call__(self, x: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, labels: jax.Array | None = None, cond: jax.Array | None = None
+  ) -> jax.Array:
     """Computes per-position logits.
 
     Args:
       x: grid ``[B, H, W]`` or ``[B, H, W, 1]`` (ints; floats allowed for ``"binary"``).
       labels: integer labels ``[B]``; required iff ``num_classes > 0``.
+      cond: optional spatial conditioning ``[B, H, W, C]`` fed to every layer
+        (e.g. a VQ-VAE-2 bottom prior's view of the top code map).
 
     Returns:
       Logits ``[B, H, W, num_outputs]``; position ``i`` depends only on ``x`` at
-      raster positions ``< i``.
+      raster positions ``< i`` (and on all of ``cond``).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -347,6 +361,8 @@ class GatedPixelCNN(nn.Module):
       (3, 7, 7, 2)
     """
     check_labels(labels, self.num_classes, "GatedPixelCNN")
+    if cond is not None and cond.shape[:3] != x.shape[:3]:
+      raise ValueError(f"cond must be [B, H, W, C] over the grid {x.shape[:3]}, got {cond.shape}")
     if self.num_layers < 1:
       raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
     x = InputEmbedding(self.input_kind, self.num_embeddings, self.features, name="input")(x)
@@ -358,5 +374,5 @@ class GatedPixelCNN(nn.Module):
         "A" if i == 0 else "B",
         self.num_classes,
         name=f"gated_{i}",
-      )(v, h, labels)
+      )(v, h, labels, cond)
     return _OutputHead(self.features, self.num_outputs, name="head")(h)
