@@ -29,7 +29,8 @@ def test_every_shipped_config_is_valid(path):
     (
       "family",
       "vea",
-      "allowed: ae, cgan, cvae, dae, ddpm, gan, hiwae, hvae, iwae, pixelcnn, vae, vdm, vqvae, vqvae_prior",
+      "allowed: ae, cgan, cvae, dae, ddpm, gan, hiwae, hvae, iwae, pixelcnn, vae, vdm, vqvae, "
+      "vqvae2, vqvae2_prior, vqvae_prior",
     ),
     ("data.name", "no_such_dataset", "shipped dataset (digits, ring8"),
     ("data.preprocess", "binarise", "allowed:"),
@@ -229,6 +230,7 @@ def test_each_family_owns_its_sections_and_their_rules():
     "unet",
     "vdm",
     "vq",
+    "vq2",
     "pixelcnn",
     "prior",
   }
