@@ -36,7 +36,9 @@ from genjax.objectives import vq as vq_lib
 _RESTART_STREAM = 7
 
 
-def build_vqvae(v: ml_collections.ConfigDict, out_channels: int, axis_name=None) -> VQVAE:
+def build_vqvae(
+  v: ml_collections.ConfigDict, out_channels: int, axis_name=None, dtype=jnp.float32
+) -> VQVAE:
   """The :class:`VQVAE` module described by ``config.vq``."""
   return VQVAE(
     channels=tuple(v.channels),
@@ -50,6 +52,7 @@ def build_vqvae(v: ml_collections.ConfigDict, out_channels: int, axis_name=None)
     epsilon=float(v.epsilon),
     out_channels=out_channels,
     axis_name=axis_name,
+    dtype=dtype,
   )
 
 
@@ -106,7 +109,7 @@ class VQVAEFamily(Family):
     self.ema = bool(v.ema)
     self.num_embeddings = int(v.num_embeddings)
     self.restart_threshold = float(v.restart_threshold)
-    self.module = build_vqvae(v, data.shape[-1], axis_name=AXIS)
+    self.module = build_vqvae(v, data.shape[-1], axis_name=AXIS, dtype=self.dtype)
     # Outside the data axis (pictures, the second stage): no collective.
     self.host_module = self.module.clone(axis_name=None)
     self.code_shape = (data.shape[0] // factor, data.shape[1] // factor)
