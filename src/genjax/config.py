@@ -68,6 +68,12 @@ MODEL = {
   "activation": F("relu", "hidden activation", choices=sorted(layers.ACTIVATIONS)),
   "likelihood": F("bernoulli", "decoder distribution p(x|z) (VAEs)"),
   "conditional": F(False, "feed the label to the networks"),
+  "dtype": F(
+    "float32",
+    "compute dtype of the networks; parameters, gradients and optimizer state stay float32, "
+    "and losses, likelihoods and samplers see float32 outputs",
+    choices=sorted(layers.DTYPES),
+  ),
 }
 OPTIMIZER = {
   "name": F("adam", "optax optimizer", choices=optim.OPTIMIZERS),

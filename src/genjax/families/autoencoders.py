@@ -88,6 +88,7 @@ class _AutoencoderBase(Family):
       num_params=self.num_decoder_params,
       num_classes=self.num_classes,
       stochastic=self.stochastic,
+      dtype=self.dtype,
     )
 
   def _labels(self, batch):

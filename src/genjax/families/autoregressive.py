@@ -95,6 +95,7 @@ class _AutoregressiveBase(Family):
       num_classes=self.num_classes,
       input_kind=input_kind,
       num_embeddings=num_values if input_kind == "categorical" else 0,
+      dtype=self.dtype,
     )
 
   # -- grids ------------------------------------------------------------------

@@ -22,6 +22,7 @@ from genjax.core.parallel import AXIS
 from genjax.core.train_state import TrainState, ema_update
 from genjax.data import sources
 from genjax.evaluation import images as image_lib
+from genjax.models import layers
 
 Metrics = dict[str, jax.Array]
 
@@ -95,6 +96,8 @@ class Family:
     self.schedule = optim.make_schedule(config.optimizer, config.train.num_steps)
     self.tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
     self.grad_accum_steps = int(config.train.grad_accum_steps)
+    # What the networks compute in; parameters, gradients and optimizer state stay float32.
+    self.dtype = layers.compute_dtype(config.model.get("dtype", "float32"))
     self._compiled: dict[Any, Callable] = {}
 
   def optimizers(self) -> dict[str | None, optax.GradientTransformation]:

@@ -100,10 +100,15 @@ UNET = {
   "conditioning": F(
     "scale_shift", "time/class conditioning", choices=unet_models.UNET_CONDITIONINGS
   ),
+  "remat": F(
+    False,
+    "recompute the residual and attention blocks' activations in the backward pass "
+    "(less memory, more compute; same parameters, so it may change on resume)",
+  ),
 }
 
 
-def unet(u: ml_collections.ConfigDict, data, num_classes: int, **kwargs) -> unet_models.UNet:
+def unet(u: ml_collections.ConfigDict, data, num_classes: int, dtype, **kwargs) -> unet_models.UNet:
   """The U-Net of ``config.unet`` for images of ``data``; ``kwargs`` set its other fields.
 
   Raises:
@@ -125,6 +130,8 @@ def unet(u: ml_collections.ConfigDict, data, num_classes: int, **kwargs) -> unet
     num_groups=int(u.num_groups),
     num_classes=num_classes,
     conditioning=u.conditioning,
+    dtype=dtype,
+    remat=bool(u.get("remat", False)),
     **kwargs,
   )
 
@@ -210,9 +217,9 @@ class DiffusionFamily(Family):
     if data.kind == "points":
       sizes = tuple(config.model.hidden_sizes)
       return unet_models.MLPDenoiser(
-        hidden_size=sizes[0], num_layers=len(sizes), num_classes=self.num_classes
+        hidden_size=sizes[0], num_layers=len(sizes), num_classes=self.num_classes, dtype=self.dtype
       )
-    return unet(config.unet, data, self.num_classes)
+    return unet(config.unet, data, self.num_classes, self.dtype)
 
   @classmethod
   def validate(cls, c):

@@ -113,6 +113,7 @@ class GANFamily(Family):
       conditioning=g.conditioning,
       code_classes=self.code_classes,
       axis_name=AXIS,
+      dtype=self.dtype,
     )
     steps = config.train.num_steps
     self.tx_g = _optimizer(config, g.g_learning_rate, steps)

@@ -74,7 +74,7 @@ class VDMFamily(Family):
     self.gamma_range = (float(v.gamma_min), float(v.gamma_max))
     self.exponents = tuple(int(n) for n in v.fourier_exponents)
     self.dims = math.prod(data.shape)
-    self.model = diffusion.unet(config.unet, data, 0, out_channels=data.shape[-1])
+    self.model = diffusion.unet(config.unet, data, 0, self.dtype, out_channels=data.shape[-1])
     self.uses_dropout = config.unet.dropout > 0
 
   @classmethod

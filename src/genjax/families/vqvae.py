@@ -37,7 +37,12 @@ _RESTART_STREAM = 7
 
 
 def build_vqvae(
-  v: ml_collections.ConfigDict, out_channels: int, axis_name=None, cls=VQVAE, **extra
+  v: ml_collections.ConfigDict,
+  out_channels: int,
+  axis_name=None,
+  cls=VQVAE,
+  dtype=jnp.float32,
+  **extra,
 ) -> VQVAE:
   """The :class:`VQVAE` module (or subclass ``cls`` with attributes ``extra``) of ``config.vq``."""
   return cls(
@@ -52,6 +57,7 @@ def build_vqvae(
     epsilon=float(v.epsilon),
     out_channels=out_channels,
     axis_name=axis_name,
+    dtype=dtype,
     **extra,
   )
 
@@ -118,7 +124,7 @@ class VQVAEFamily(Family):
 
   def build_module(self, axis_name):
     """The Flax module, its EMA statistics summed over ``axis_name``."""
-    return build_vqvae(self.config.vq, self.data.shape[-1], axis_name=axis_name)
+    return build_vqvae(self.config.vq, self.data.shape[-1], axis_name=axis_name, dtype=self.dtype)
 
   @classmethod
   def validate(cls, c):

@@ -53,7 +53,9 @@ class VQVAE2Family(VQVAEFamily):
   def build_module(self, axis_name):
     top = int(self.config.vq2.top_num_embeddings)
     vq = self.config.vq
-    return build_vqvae(vq, self.data.shape[-1], axis_name, VQVAE2, top_num_embeddings=top)
+    return build_vqvae(
+      vq, self.data.shape[-1], axis_name, VQVAE2, dtype=self.dtype, top_num_embeddings=top
+    )
 
   # -- codes ------------------------------------------------------------------
 

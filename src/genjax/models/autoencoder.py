@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import linen as nn
 
 from genjax.models.conv import ConvDecoder, ConvEncoder, check_divisible
@@ -70,6 +71,7 @@ def build_autoencoder(
   num_params: int = 1,
   num_classes: int = 0,
   stochastic: bool = True,
+  dtype: Any = jnp.float32,
 ) -> Autoencoder:
   """Builds an `Autoencoder` from config fields.
 
@@ -87,6 +89,7 @@ def build_autoencoder(
       num_params: Decoder parameters per element (1 or 2).
       num_classes: Number of classes for conditional models; 0 = unconditional.
       stochastic: Whether the encoder outputs `(mean, log_var)`.
+      dtype: Compute dtype of both networks (parameters and outputs stay float32).
 
   Returns:
       An uninitialized `Autoencoder`.
@@ -100,16 +103,18 @@ def build_autoencoder(
   if num_params < 1:
     raise ValueError(f"num_params must be >= 1, got {num_params}.")
   if architecture == "mlp":
-    encoder = MLPEncoder(hidden_sizes, latent_dim, activation, num_classes, stochastic)
-    decoder = MLPDecoder(hidden_sizes[::-1], data_shape, num_params, activation, num_classes)
+    encoder = MLPEncoder(hidden_sizes, latent_dim, activation, num_classes, stochastic, dtype)
+    decoder = MLPDecoder(hidden_sizes[::-1], data_shape, num_params, activation, num_classes, dtype)
   elif architecture == "conv":
     channels = tuple(int(c) for c in conv_channels)
     if not channels:
       raise ValueError("conv_channels must be non-empty for architecture 'conv'.")
     check_divisible(data_shape, channels)
     hidden = hidden_sizes[0] if hidden_sizes else 0
-    encoder = ConvEncoder(channels, latent_dim, hidden, activation, num_classes, stochastic)
-    decoder = ConvDecoder(channels[::-1], data_shape, num_params, hidden, activation, num_classes)
+    encoder = ConvEncoder(channels, latent_dim, hidden, activation, num_classes, stochastic, dtype)
+    decoder = ConvDecoder(
+      channels[::-1], data_shape, num_params, hidden, activation, num_classes, dtype
+    )
   else:
     raise ValueError(
       f"Unknown architecture {architecture!r}; allowed values: {list(ARCHITECTURES)}."

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from genjax.models import precision
 from genjax.models.layers import (
   SubPixelUpsample,
   check_labels,
   get_activation,
   one_hot_channels,
   one_hot_concat,
+  to_float32,
 )
 from genjax.models.mlp import GaussianHeads
 
@@ -53,6 +55,7 @@ class ConvEncoder(nn.Module):
       activation: Name of the activation (see `ACTIVATIONS`).
       num_classes: Number of label classes; 0 means unconditional.
       stochastic: If True output `(mean, log_var)`, else a single code.
+      dtype: Compute dtype (parameters stay float32; outputs are float32).
   """
 
   channels: Sequence[int] = (32, 64)
@@ -61,6 +64,7 @@ class ConvEncoder(nn.Module):
   activation: str = "relu"
   num_classes: int = 0
   stochastic: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(
@@ -77,15 +81,15 @@ class ConvEncoder(nn.Module):
     """
     check_labels(labels, self.num_classes, "ConvEncoder")
     act = get_activation(self.activation)
-    h = x
+    h = x.astype(self.dtype)
     if self.num_classes > 0:
       h = one_hot_channels(h, labels, self.num_classes)
     for ch in self.channels:
-      h = act(nn.Conv(ch, (3, 3), strides=(2, 2), padding="SAME")(h))
+      h = act(precision.Conv(ch, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype)(h))
     h = h.reshape(h.shape[0], -1)
     if self.hidden_size > 0:
-      h = act(nn.Dense(self.hidden_size)(h))
-    return GaussianHeads(self.latent_dim, self.stochastic, name="heads")(h)
+      h = act(precision.Dense(self.hidden_size, dtype=self.dtype)(h))
+    return GaussianHeads(self.latent_dim, self.stochastic, self.dtype, name="heads")(h)
 
 
 class ConvDecoder(nn.Module):
@@ -98,6 +102,7 @@ class ConvDecoder(nn.Module):
       hidden_size: Width of the Dense layer before the base map (0 = none).
       activation: Name of the activation (see `ACTIVATIONS`).
       num_classes: Number of label classes; 0 means unconditional.
+      dtype: Compute dtype (parameters stay float32; the output is float32).
   """
 
   channels: Sequence[int] = (64, 32)
@@ -106,6 +111,7 @@ class ConvDecoder(nn.Module):
   hidden_size: int = 256
   activation: str = "relu"
   num_classes: int = 0
+  dtype: Any = jnp.float32
 
   def __post_init__(self):
     # Fail at construction, not deep inside a jitted init, on bad shapes.
@@ -128,15 +134,19 @@ class ConvDecoder(nn.Module):
     act = get_activation(self.activation)
     base_h, base_w = check_divisible(self.output_shape, self.channels)
     height, width, out_ch = self.output_shape
-    h = z
+    dtype = self.dtype
+    h = z.astype(dtype)
     if self.num_classes > 0:
       h = one_hot_concat(h, labels, self.num_classes)
     if self.hidden_size > 0:
-      h = act(nn.Dense(self.hidden_size)(h))
-    h = act(nn.Dense(base_h * base_w * self.channels[0])(h))
+      h = act(precision.Dense(self.hidden_size, dtype=dtype)(h))
+    h = act(precision.Dense(base_h * base_w * self.channels[0], dtype=dtype)(h))
     h = h.reshape(z.shape[0], base_h, base_w, self.channels[0])
     for ch in self.channels:
-      h = act(SubPixelUpsample(ch, scale=2)(h))
-      h = act(nn.Conv(ch, (3, 3), padding="SAME")(h))
-    out = nn.Conv(out_ch * self.num_params, (3, 3), padding="SAME", name="output")(h)
+      h = act(SubPixelUpsample(ch, scale=2, dtype=dtype)(h))
+      h = act(precision.Conv(ch, (3, 3), padding="SAME", dtype=dtype)(h))
+    out = precision.Conv(
+      out_ch * self.num_params, (3, 3), padding="SAME", dtype=dtype, name="output"
+    )(h)
+    out = to_float32(out)
     return jnp.reshape(out, (z.shape[0], height, width, out_ch, self.num_params))

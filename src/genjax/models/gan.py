@@ -22,12 +22,13 @@ devices, so N shards of B examples normalise exactly like one batch of N * B.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from genjax.models import precision
 from genjax.models.layers import (
   Conv,
   SubPixelUpsample,
@@ -35,6 +36,7 @@ from genjax.models.layers import (
   get_activation,
   one_hot_channels,
   one_hot_concat,
+  to_float32,
 )
 
 GAN_ARCHITECTURES = ("mlp", "dcgan")
@@ -61,7 +63,13 @@ def gan_activation(name: str) -> Callable[[jax.Array], jax.Array]:
 
 
 def normalize(
-  h: jax.Array, norm: str, *, train: bool, axis_name: str | None, momentum: float
+  h: jax.Array,
+  norm: str,
+  *,
+  train: bool,
+  axis_name: str | None,
+  momentum: float,
+  dtype: Any = jnp.float32,
 ) -> jax.Array:
   """Applies a freshly created normalisation layer (call inside a compact method).
 
@@ -74,15 +82,18 @@ def normalize(
       train: Batch statistics if True, running averages otherwise ("batch" only).
       axis_name: Device axis to average batch statistics over, or None.
       momentum: Running-average momentum ("batch" only).
+      dtype: Compute dtype of the output; flax takes the statistics in float32 anyway.
 
   Returns:
       Normalised features with the shape of `h`.
   """
   if norm == "batch":
-    bn = nn.BatchNorm(use_running_average=not train, momentum=momentum, axis_name=axis_name)
+    bn = nn.BatchNorm(
+      use_running_average=not train, momentum=momentum, axis_name=axis_name, dtype=dtype
+    )
     return bn(h)
   if norm == "layer":
-    return nn.LayerNorm(reduction_axes=tuple(range(1, h.ndim)))(h)
+    return nn.LayerNorm(reduction_axes=tuple(range(1, h.ndim)), dtype=dtype)(h)
   return h
 
 
@@ -120,22 +131,26 @@ class ProjectionLogit(nn.Module):
   Attributes:
       num_classes: Number of label classes; 0 (or `projection=False`) = plain linear.
       projection: Whether to add the class-embedding projection term.
+      dtype: Compute dtype; the logits are float32 whatever it is.
   """
 
   num_classes: int = 0
   projection: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, h: jax.Array, labels: jax.Array | None = None) -> jax.Array:
     """Maps features `h: [B, F]` (and labels `[B]`) to logits `[B]`."""
-    logits = nn.Dense(1, name="linear")(h)[:, 0]
+    logits = to_float32(precision.Dense(1, dtype=self.dtype, name="linear")(h)[:, 0])
     if self.projection and self.num_classes > 0:
-      embed = nn.Embed(self.num_classes, h.shape[-1], name="embed_y")(labels)
-      logits = logits + jnp.sum(embed * h, axis=-1)
+      embed = precision.Embed(self.num_classes, h.shape[-1], dtype=self.dtype, name="embed_y")(
+        labels
+      )
+      logits = logits + jnp.sum(to_float32(embed * h), axis=-1)
     return logits
 
 
-def code_head(logits: jax.Array, features: jax.Array, code_classes: int):
+def code_head(logits: jax.Array, features: jax.Array, code_classes: int, dtype: Any = jnp.float32):
   """Adds InfoGAN's auxiliary head Q(c | x) to a discriminator's output (call in a compact method).
 
   Q shares every layer of D but its last (Chen et al. 2016): one linear map
@@ -146,13 +161,32 @@ def code_head(logits: jax.Array, features: jax.Array, code_classes: int):
       logits: D's logits `[B]`.
       features: D's final features `[B, F]`.
       code_classes: `K`; 0 returns `logits` alone.
+      dtype: Compute dtype of the head; the code logits are float32.
 
   Returns:
       `logits`, or `(logits [B], code_logits [B, K])`.
   """
   if code_classes <= 0:
     return logits
-  return logits, nn.Dense(code_classes, name="code_head")(features)
+  return logits, to_float32(precision.Dense(code_classes, dtype=dtype, name="code_head")(features))
+
+
+def critic_head(critic: nn.Module, h: jax.Array, labels: jax.Array | None, *, train: bool):
+  """A discriminator's logit (and InfoGAN code) head on its features (call in a compact method).
+
+  Args:
+      critic: The calling discriminator (reads its conditioning, norm, code_classes, dtype).
+      h: Final features `[B, F]`.
+      labels: Integer labels `[B]` or None.
+      train: Spectral normalisation updates its vector if True.
+
+  Returns:
+      float32 logits `[B]`, or `(logits [B], code_logits [B, K])`.
+  """
+  projection = critic.conditioning == "projection"
+  head = ProjectionLogit(critic.num_classes, projection, critic.dtype, name="head")
+  logits = weight_normalized(head, critic.norm, train=train)(h, labels)
+  return code_head(logits, h, critic.code_classes, critic.dtype)
 
 
 class MLPGenerator(nn.Module):
@@ -166,6 +200,7 @@ class MLPGenerator(nn.Module):
       batch_norm: BatchNorm after every hidden Dense layer.
       axis_name: Device axis for BatchNorm statistics, or None.
       momentum: BatchNorm running-average momentum.
+      dtype: Compute dtype (parameters stay float32; samples are float32).
   """
 
   data_dim: int = 2
@@ -175,6 +210,7 @@ class MLPGenerator(nn.Module):
   batch_norm: bool = False
   axis_name: str | None = None
   momentum: float = BN_MOMENTUM
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(
@@ -193,11 +229,14 @@ class MLPGenerator(nn.Module):
     check_labels(labels, self.num_classes, "MLPGenerator")
     act = gan_activation(self.activation)
     norm = "batch" if self.batch_norm else "none"
+    z = z.astype(self.dtype)
     h = one_hot_concat(z, labels, self.num_classes) if self.num_classes > 0 else z
+    bn = functools.partial(
+      normalize, train=train, axis_name=self.axis_name, momentum=self.momentum, dtype=self.dtype
+    )
     for width in self.hidden_sizes:
-      h = nn.Dense(width, use_bias=bias_before(norm))(h)
-      h = act(normalize(h, norm, train=train, axis_name=self.axis_name, momentum=self.momentum))
-    return nn.Dense(self.data_dim, name="output")(h)
+      h = act(bn(precision.Dense(width, use_bias=bias_before(norm), dtype=self.dtype)(h), norm))
+    return to_float32(precision.Dense(self.data_dim, dtype=self.dtype, name="output")(h))
 
 
 class MLPDiscriminator(nn.Module):
@@ -225,6 +264,7 @@ class MLPDiscriminator(nn.Module):
   code_classes: int = 0
   axis_name: str | None = None
   momentum: float = BN_MOMENTUM
+  dtype: Any = jnp.float32
 
   def __post_init__(self):
     _check_choice(self.conditioning, CONDITIONINGS, "conditioning")
@@ -248,20 +288,23 @@ class MLPDiscriminator(nn.Module):
     """
     check_labels(labels, self.num_classes, "MLPDiscriminator")
     act = gan_activation(self.activation)
-    h = x.reshape(x.shape[0], -1)
+    h = x.reshape(x.shape[0], -1).astype(self.dtype)
     if self.num_classes > 0 and self.conditioning == "concat":
       h = one_hot_concat(h, labels, self.num_classes)
     for i, width in enumerate(self.hidden_sizes):
-      dense = nn.Dense(width, use_bias=i == 0 or bias_before(self.norm))
+      dense = precision.Dense(width, use_bias=i == 0 or bias_before(self.norm), dtype=self.dtype)
       h = weight_normalized(dense, self.norm, train=train)(h)
       if i > 0:
-        h = normalize(h, self.norm, train=train, axis_name=self.axis_name, momentum=self.momentum)
+        h = normalize(
+          h,
+          self.norm,
+          train=train,
+          axis_name=self.axis_name,
+          momentum=self.momentum,
+          dtype=self.dtype,
+        )
       h = act(h)
-    projection = self.conditioning == "projection"
-    head = ProjectionLogit(self.num_classes, projection, name="head")
-    return code_head(
-      weight_normalized(head, self.norm, train=train)(h, labels), h, self.code_classes
-    )
+    return critic_head(self, h, labels, train=train)
 
 
 def dcgan_geometry(image_shape: Sequence[int]) -> tuple[int, int]:
@@ -299,6 +342,7 @@ class DCGANGenerator(nn.Module):
         0 concatenates a one-hot label instead.
       axis_name: Device axis for BatchNorm statistics, or None.
       momentum: BatchNorm running-average momentum.
+      dtype: Compute dtype (parameters stay float32; images are float32).
   """
 
   image_shape: Sequence[int] = (28, 28, 1)
@@ -307,6 +351,7 @@ class DCGANGenerator(nn.Module):
   label_embed_dim: int = 50
   axis_name: str | None = None
   momentum: float = BN_MOMENTUM
+  dtype: Any = jnp.float32
 
   def __post_init__(self):
     # Fail at construction, not deep inside a jitted init, on bad shapes.
@@ -319,7 +364,9 @@ class DCGANGenerator(nn.Module):
       return z
     if self.label_embed_dim == 0:
       return one_hot_concat(z, labels, self.num_classes)
-    embed = nn.Embed(self.num_classes, self.label_embed_dim, name="embed_y")(labels)
+    embed = precision.Embed(
+      self.num_classes, self.label_embed_dim, dtype=self.dtype, name="embed_y"
+    )(labels)
     return jnp.concatenate([z, embed.astype(z.dtype)], axis=-1)
 
   @nn.compact
@@ -337,18 +384,26 @@ class DCGANGenerator(nn.Module):
         Images `x: [B, H, W, C] in [-1, 1]`.
     """
     base, stages = dcgan_geometry(self.image_shape)
+    dtype = self.dtype
     bn = functools.partial(
-      normalize, norm="batch", train=train, axis_name=self.axis_name, momentum=self.momentum
+      normalize,
+      norm="batch",
+      train=train,
+      axis_name=self.axis_name,
+      momentum=self.momentum,
+      dtype=dtype,
     )
     channels = self.base_channels * 2**stages
-    project = nn.Dense(base * base * channels, use_bias=bias_before("batch"), name="project")
-    h = project(self._condition(z, labels))
+    project = precision.Dense(
+      base * base * channels, use_bias=bias_before("batch"), dtype=dtype, name="project"
+    )
+    h = project(self._condition(z.astype(dtype), labels))
     h = nn.relu(bn(h.reshape(z.shape[0], base, base, channels)))
     for i in range(stages):
       channels //= 2
-      h = nn.relu(bn(SubPixelUpsample(channels, scale=2, name=f"up{i}")(h)))
-    out = Conv(self.image_shape[-1], (3, 3), padding="SAME", name="to_image")(h)
-    return jnp.tanh(out)
+      h = nn.relu(bn(SubPixelUpsample(channels, scale=2, dtype=dtype, name=f"up{i}")(h)))
+    out = Conv(self.image_shape[-1], (3, 3), padding="SAME", dtype=dtype, name="to_image")(h)
+    return jnp.tanh(to_float32(out))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -381,6 +436,7 @@ class DCGANDiscriminator(nn.Module):
   code_classes: int = 0
   axis_name: str | None = None
   momentum: float = BN_MOMENTUM
+  dtype: Any = jnp.float32
 
   def __post_init__(self):
     _check_choice(self.conditioning, CONDITIONINGS, "conditioning")
@@ -403,26 +459,23 @@ class DCGANDiscriminator(nn.Module):
         `(logits [B], code_logits [B, K])`.
     """
     check_labels(labels, self.num_classes, "DCGANDiscriminator")
-    h = x
+    dtype = self.dtype
+    h = x.astype(dtype)
     if self.num_classes > 0 and self.conditioning == "concat":
       h = one_hot_channels(h, labels, self.num_classes)
+    bn = functools.partial(
+      normalize, train=train, axis_name=self.axis_name, momentum=self.momentum, dtype=dtype
+    )
     channels, i = self.base_channels, 0
     while max(h.shape[1], h.shape[2]) > 4:
       use_bias = i == 0 or bias_before(self.norm)
-      conv = Conv(
-        channels, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias, name=f"conv{i}"
-      )
+      conv = Conv(channels, (4, 4), (2, 2), "SAME", use_bias=use_bias, dtype=dtype, name=f"conv{i}")
       h = weight_normalized(conv, self.norm, train=train)(h)
       if i > 0:
-        h = normalize(h, self.norm, train=train, axis_name=self.axis_name, momentum=self.momentum)
+        h = bn(h, self.norm)
       h = nn.leaky_relu(h, LEAKY_SLOPE)
       channels, i = channels * 2, i + 1
-    h = h.reshape(h.shape[0], -1)
-    projection = self.conditioning == "projection"
-    head = ProjectionLogit(self.num_classes, projection, name="head")
-    return code_head(
-      weight_normalized(head, self.norm, train=train)(h, labels), h, self.code_classes
-    )
+    return critic_head(self, h.reshape(h.shape[0], -1), labels, train=train)
 
 
 def build_gan(
@@ -437,6 +490,7 @@ def build_gan(
   conditioning: str = "projection",
   code_classes: int = 0,
   axis_name: str | None = None,
+  dtype: Any = jnp.float32,
 ) -> tuple[nn.Module, nn.Module]:
   """Builds an uninitialised `(generator, discriminator)` pair from config fields.
 
@@ -455,6 +509,7 @@ def build_gan(
         models only): G takes the code where a conditional G takes its label,
         and D gains the head Q(c | x).
       axis_name: Device axis for BatchNorm statistics (e.g. "data"), or None.
+      dtype: Compute dtype of both networks (parameters and outputs stay float32).
 
   Returns:
       `(generator, discriminator)`; both are called as `module(inputs, labels, train)`,
@@ -477,7 +532,9 @@ def build_gan(
     if len(shape) != 1:
       raise ValueError(f"GAN architecture 'mlp' needs a 1-D data shape (D,), got {shape}.")
     hidden = tuple(int(h) for h in hidden_sizes)
-    generator = MLPGenerator(shape[0], hidden, num_classes=g_classes, axis_name=axis_name)
+    generator = MLPGenerator(
+      shape[0], hidden, num_classes=g_classes, axis_name=axis_name, dtype=dtype
+    )
     discriminator = MLPDiscriminator(
       hidden,
       num_classes=num_classes,
@@ -485,9 +542,10 @@ def build_gan(
       norm=d_norm or "none",
       code_classes=code_classes,
       axis_name=axis_name,
+      dtype=dtype,
     )
   else:
-    generator = DCGANGenerator(shape, base_channels, g_classes, axis_name=axis_name)
+    generator = DCGANGenerator(shape, base_channels, g_classes, axis_name=axis_name, dtype=dtype)
     discriminator = DCGANDiscriminator(
       base_channels,
       num_classes,
@@ -495,5 +553,6 @@ def build_gan(
       d_norm or "batch",
       code_classes=code_classes,
       axis_name=axis_name,
+      dtype=dtype,
     )
   return generator, discriminator

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
+from genjax.models.precision import Conv as PreciseConv
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
   "relu": nn.relu,
   "gelu": nn.gelu,
@@ -18,6 +20,33 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
   "leaky_relu": nn.leaky_relu,
   "softplus": nn.softplus,
 }
+
+
+# Compute dtypes a network may run in; parameters are always float32.
+DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str) -> Any:
+  """The jnp dtype of a ``model.dtype`` name ("float32" or "bfloat16").
+
+  Raises:
+      ValueError: If `name` is not a key of `DTYPES`.
+  """
+  if name not in DTYPES:
+    raise ValueError(f"Unknown compute dtype {name!r}; allowed values: {sorted(DTYPES)}.")
+  return DTYPES[name]
+
+
+def to_float32(tree: Any) -> Any:
+  """Casts every floating array of `tree` to float32 (integers such as code indices stay).
+
+  Networks end with this, so losses, likelihoods and samplers never see bfloat16.
+  """
+
+  def cast(x):
+    return x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+  return jax.tree.map(cast, tree)
 
 
 def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
@@ -106,11 +135,13 @@ class SubPixelUpsample(nn.Module):
       features: Output channels after upsampling.
       scale: Spatial upscaling factor.
       kernel_size: Spatial size of the (square) convolution kernel.
+      dtype: Compute dtype (parameters stay float32).
   """
 
   features: int
   scale: int = 2
   kernel_size: int = 3
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -123,7 +154,7 @@ class SubPixelUpsample(nn.Module):
         Array of shape `[B, H * scale, W * scale, features]`.
     """
     k = self.kernel_size
-    x = nn.Conv(self.features * self.scale**2, (k, k), padding="SAME")(x)
+    x = PreciseConv(self.features * self.scale**2, (k, k), padding="SAME", dtype=self.dtype)(x)
     return depth_to_space(x, self.scale)
 
 
@@ -160,6 +191,7 @@ def _tap_conv_bwd(strides, pads, residuals, dy):
       xp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :].reshape(-1, cin),
       dy2,
       (((0,), (0,)), ((), ())),
+      preferred_element_type=jnp.float32,  # a sum over B*H'*W' rows: never in bfloat16
     )
     for i in range(kh)
     for j in range(kw)
@@ -193,7 +225,7 @@ def conv_general_dilated(
   gradient is one matmul per kernel tap (6 ms for that 1x1 case); the input
   gradient stays XLA's. Values and gradients equal `lax.conv_general_dilated`'s
   up to float rounding, and the call signature is the same, so flax's
-  `nn.Conv(..., conv_general_dilated=conv_general_dilated)` keeps its
+  `PreciseConv(..., conv_general_dilated=conv_general_dilated)` keeps its
   parameters. Every other case, and every other backend, calls `lax` directly.
   Forward-mode differentiation (`jax.jvp`) is not available on the custom path.
   """
@@ -231,7 +263,7 @@ def conv_general_dilated(
   return _tap_conv(lhs, rhs, strides, pads)
 
 
-Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
+Conv = functools.partial(PreciseConv, conv_general_dilated=conv_general_dilated)
 """`flax.linen.Conv` using :func:`conv_general_dilated` (same parameters, faster CPU training)."""
 
 

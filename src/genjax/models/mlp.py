@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from genjax.models.layers import check_labels, get_activation, one_hot_concat
+from genjax.models import precision
+from genjax.models.layers import check_labels, get_activation, one_hot_concat, to_float32
 
 
 class GaussianHeads(nn.Module):
@@ -18,20 +19,23 @@ class GaussianHeads(nn.Module):
   Attributes:
       latent_dim: Size `D` of the latent code.
       stochastic: If True return `(mean, log_var)`, else a single code.
+      dtype: Compute dtype; the outputs are float32 whatever it is.
   """
 
   latent_dim: int
   stochastic: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, h: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Maps features `[B, F]` to `(mean, log_var)` each `[B, D]`, or a code `[B, D]`."""
     if not self.stochastic:
-      return nn.Dense(self.latent_dim, name="code")(h)
-    mean = nn.Dense(self.latent_dim, name="mean")(h)
+      return to_float32(precision.Dense(self.latent_dim, dtype=self.dtype, name="code")(h))
+    mean = precision.Dense(self.latent_dim, dtype=self.dtype, name="mean")(h)
     # Zero bias keeps the initial posterior variance near 1 (log_var ~ 0).
-    log_var = nn.Dense(self.latent_dim, bias_init=nn.initializers.zeros, name="log_var")(h)
-    return mean, log_var
+    zeros = nn.initializers.zeros
+    log_var = precision.Dense(self.latent_dim, bias_init=zeros, dtype=self.dtype, name="log_var")(h)
+    return to_float32((mean, log_var))
 
 
 class MLPEncoder(nn.Module):
@@ -43,6 +47,7 @@ class MLPEncoder(nn.Module):
       activation: Name of the hidden activation (see `ACTIVATIONS`).
       num_classes: Number of label classes; 0 means unconditional.
       stochastic: If True output `(mean, log_var)`, else a single code.
+      dtype: Compute dtype (parameters stay float32; outputs are float32).
   """
 
   hidden_sizes: Sequence[int]
@@ -50,6 +55,7 @@ class MLPEncoder(nn.Module):
   activation: str = "relu"
   num_classes: int = 0
   stochastic: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(
@@ -66,12 +72,12 @@ class MLPEncoder(nn.Module):
     """
     check_labels(labels, self.num_classes, "MLPEncoder")
     act = get_activation(self.activation)
-    h = x.reshape(x.shape[0], -1)
+    h = x.reshape(x.shape[0], -1).astype(self.dtype)
     if self.num_classes > 0:
       h = one_hot_concat(h, labels, self.num_classes)
     for width in self.hidden_sizes:
-      h = act(nn.Dense(width)(h))
-    return GaussianHeads(self.latent_dim, self.stochastic, name="heads")(h)
+      h = act(precision.Dense(width, dtype=self.dtype)(h))
+    return GaussianHeads(self.latent_dim, self.stochastic, self.dtype, name="heads")(h)
 
 
 class MLPDecoder(nn.Module):
@@ -83,6 +89,7 @@ class MLPDecoder(nn.Module):
       num_params: Distribution parameters per element (1 or 2).
       activation: Name of the hidden activation (see `ACTIVATIONS`).
       num_classes: Number of label classes; 0 means unconditional.
+      dtype: Compute dtype (parameters stay float32; the output is float32).
   """
 
   hidden_sizes: Sequence[int]
@@ -90,6 +97,7 @@ class MLPDecoder(nn.Module):
   num_params: int = 1
   activation: str = "relu"
   num_classes: int = 0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
@@ -105,11 +113,11 @@ class MLPDecoder(nn.Module):
     """
     check_labels(labels, self.num_classes, "MLPDecoder")
     act = get_activation(self.activation)
-    h = z
+    h = z.astype(self.dtype)
     if self.num_classes > 0:
       h = one_hot_concat(h, labels, self.num_classes)
     for width in self.hidden_sizes:
-      h = act(nn.Dense(width)(h))
+      h = act(precision.Dense(width, dtype=self.dtype)(h))
     size = math.prod(self.output_shape) * self.num_params
-    out = nn.Dense(size, name="output")(h)
+    out = to_float32(precision.Dense(size, dtype=self.dtype, name="output")(h))
     return jnp.reshape(out, (z.shape[0], *self.output_shape, self.num_params))

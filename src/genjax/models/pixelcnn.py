@@ -23,12 +23,16 @@ with ``input_kind="categorical"`` they are embedded with ``nn.Embed``.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from genjax.models.layers import Conv, check_labels
+from genjax.models import precision
+from genjax.models.layers import Conv, check_labels, to_float32
 
 INPUT_KINDS = ("binary", "categorical")
 MASK_TYPES = ("A", "B")
@@ -76,11 +80,13 @@ class MaskedConv2D(nn.Module):
     features: output channels.
     kernel_size: odd, square kernel size.
     mask_type: ``"A"`` or ``"B"``.
+    dtype: compute dtype (the kernel stays float32).
   """
 
   features: int
   kernel_size: int = 3
   mask_type: str = "B"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -95,7 +101,10 @@ class MaskedConv2D(nn.Module):
     k = self.kernel_size
     mask = causal_mask(k, self.mask_type)
     mask = np.broadcast_to(mask[:, :, None, None], (k, k, x.shape[-1], self.features))
-    return Conv(self.features, (k, k), padding="SAME", mask=jnp.asarray(mask), name="conv")(x)
+    conv = Conv(
+      self.features, (k, k), padding="SAME", mask=jnp.asarray(mask), dtype=self.dtype, name="conv"
+    )
+    return conv(x)
 
 
 def _check_kind(input_kind: str, num_embeddings: int) -> None:
@@ -113,11 +122,13 @@ class InputEmbedding(nn.Module):
       ``"categorical"`` (``nn.Embed`` of integer values).
     num_embeddings: number of categories for ``"categorical"``.
     features: embedding size for ``"categorical"``.
+    dtype: compute dtype of the features.
   """
 
   input_kind: str = "binary"
   num_embeddings: int = 0
   features: int = 32
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -129,17 +140,21 @@ class InputEmbedding(nn.Module):
     if x.ndim != 3:
       raise ValueError(f"expected input of shape [B, H, W] or [B, H, W, 1], got {x.shape}")
     if self.input_kind == "binary":
-      return x.astype(jnp.float32)[..., None]
+      return x.astype(self.dtype)[..., None]
     if not jnp.issubdtype(x.dtype, jnp.integer):
       raise TypeError(f"categorical inputs must be integers, got {x.dtype}")
-    return nn.Embed(self.num_embeddings, self.features, name="embed")(x)
+    return precision.Embed(self.num_embeddings, self.features, dtype=self.dtype, name="embed")(x)
 
 
-def _class_bias(labels, num_classes: int, features: int, name: str) -> jax.Array | float:
-  """Learned per-class bias ``[B, 1, 1, features]`` (0.0 when unconditional)."""
+def _class_bias(labels, num_classes: int, features: int, name: str, dtype) -> jax.Array | float:
+  """Learned per-class bias ``[B, 1, 1, features]`` (0.0 when unconditional).
+
+  float32 whatever ``dtype``: its gradient sums over every pixel. Callers round the sum.
+  """
   if num_classes <= 0:
     return 0.0
-  return nn.Embed(num_classes, features, name=name)(labels)[:, None, None, :]
+  bias = precision.Embed(num_classes, features, dtype=dtype, name=name)(labels)
+  return to_float32(bias)[:, None, None, :]
 
 
 class _OutputHead(nn.Module):
@@ -147,11 +162,13 @@ class _OutputHead(nn.Module):
 
   features: int
   num_outputs: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, h: jax.Array) -> jax.Array:
-    h = Conv(self.features, (1, 1), name="hidden")(nn.relu(h))
-    return Conv(self.num_outputs, (1, 1), name="logits")(nn.relu(h))
+    h = Conv(self.features, (1, 1), dtype=self.dtype, name="hidden")(nn.relu(h))
+    # float32 logits: the log-softmax of the likelihood and the sampler's draw read them.
+    return to_float32(Conv(self.num_outputs, (1, 1), dtype=self.dtype, name="logits")(nn.relu(h)))
 
 
 class PixelCNN(nn.Module):
@@ -170,6 +187,7 @@ class PixelCNN(nn.Module):
       is added after every convolution.
     input_kind: ``"binary"`` or ``"categorical"`` (see :class:`InputEmbedding`).
     num_embeddings: number of input categories for ``"categorical"``.
+    dtype: compute dtype (parameters stay float32; the logits are float32).
   """
 
   num_layers: int = 5
@@ -179,6 +197,7 @@ class PixelCNN(nn.Module):
   num_classes: int = 0
   input_kind: str = "binary"
   num_embeddings: int = 0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, labels: jax.Array | None = None) -> jax.Array:
@@ -193,16 +212,18 @@ class PixelCNN(nn.Module):
       raster positions ``< i``.
     """
     check_labels(labels, self.num_classes, "PixelCNN")
-    h = InputEmbedding(self.input_kind, self.num_embeddings, self.features, name="input")(x)
+    dtype = self.dtype
+    embed = InputEmbedding(self.input_kind, self.num_embeddings, self.features, dtype, name="input")
+    h = embed(x)
     for i in range(self.num_layers):
       mask_type = "A" if i == 0 else "B"
-      out = MaskedConv2D(self.features, self.kernel_size, mask_type, name=f"conv_{i}")(
-        h if i == 0 else nn.relu(h)
-      )
-      out = out + _class_bias(labels, self.num_classes, self.features, f"class_bias_{i}")
+      conv = MaskedConv2D(self.features, self.kernel_size, mask_type, dtype, name=f"conv_{i}")
+      out = conv(h if i == 0 else nn.relu(h))
+      bias = _class_bias(labels, self.num_classes, self.features, f"class_bias_{i}", dtype)
+      out = (out + bias).astype(dtype)
       # No residual around the first layer: its input contains the current pixel.
       h = out if i == 0 else h + out
-    return _OutputHead(self.features, self.num_outputs, name="head")(h)
+    return _OutputHead(self.features, self.num_outputs, dtype, name="head")(h)
 
 
 def shift_down(x: jax.Array) -> jax.Array:
@@ -248,12 +269,14 @@ class GatedBlock(nn.Module):
     kernel_size: odd kernel size ``k``.
     mask_type: ``"A"`` for the first layer, ``"B"`` afterwards.
     num_classes: number of label classes; 0 means unconditional.
+    dtype: compute dtype (parameters stay float32).
   """
 
   features: int
   kernel_size: int = 3
   mask_type: str = "B"
   num_classes: int = 0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(
@@ -280,17 +303,19 @@ class GatedBlock(nn.Module):
       raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
     two_f = 2 * self.features
     p = self.kernel_size // 2
-    v_pre = Conv(two_f, (p + 1, self.kernel_size), padding=((p, 0), (p, p)), name="v_conv")(v)
+    conv = functools.partial(Conv, dtype=self.dtype)
+    v_pre = conv(two_f, (p + 1, self.kernel_size), padding=((p, 0), (p, p)), name="v_conv")(v)
     h_in = shift_right(h) if self.mask_type == "A" else h
-    h_pre = Conv(two_f, (1, p + 1), padding=((0, 0), (p, 0)), name="h_conv")(h_in)
-    h_pre = h_pre + Conv(two_f, (1, 1), name="v_to_h")(shift_down(v_pre))
-    v_pre = v_pre + _class_bias(labels, self.num_classes, two_f, "v_class_bias")
-    h_pre = h_pre + _class_bias(labels, self.num_classes, two_f, "h_class_bias")
+    h_pre = conv(two_f, (1, p + 1), padding=((0, 0), (p, 0)), name="h_conv")(h_in)
+    h_pre = h_pre + conv(two_f, (1, 1), name="v_to_h")(shift_down(v_pre))
+    v_pre = v_pre + _class_bias(labels, self.num_classes, two_f, "v_class_bias", self.dtype)
+    h_pre = h_pre + _class_bias(labels, self.num_classes, two_f, "h_class_bias", self.dtype)
     if cond is not None:
-      v_pre = v_pre + Conv(two_f, (1, 1), name="v_cond")(cond)
-      h_pre = h_pre + Conv(two_f, (1, 1), name="h_cond")(cond)
+      v_pre = v_pre + conv(two_f, (1, 1), name="v_cond")(cond)
+      h_pre = h_pre + conv(two_f, (1, 1), name="h_cond")(cond)
+    v_pre, h_pre = v_pre.astype(self.dtype), h_pre.astype(self.dtype)
     v_out = _gate(v_pre)
-    h_out = Conv(self.features, (1, 1), name="h_out")(_gate(h_pre))
+    h_out = conv(self.features, (1, 1), name="h_out")(_gate(h_pre))
     if self.mask_type == "B":
       h_out = h_out + h
     return v_out, h_out
@@ -317,6 +342,7 @@ class GatedPixelCNN(nn.Module):
     input_kind: ``"binary"`` or ``"categorical"`` (see :class:`InputEmbedding`).
     num_embeddings: number of input categories for ``"categorical"`` (e.g. 256
       grey levels or the VQ-VAE codebook size).
+    dtype: compute dtype (parameters stay float32; the logits are float32).
   """
 
   num_layers: int = 8
@@ -326,6 +352,7 @@ class GatedPixelCNN(nn.Module):
   num_classes: int = 0
   input_kind: str = "binary"
   num_embeddings: int = 0
+  dtype: Any = jnp.float32
 
   def context_rows(self) -> int:
     """Rows above a position that its logits can depend on: ``num_layers * (k // 2) + 1``.
@@ -365,7 +392,8 @@ class GatedPixelCNN(nn.Module):
       raise ValueError(f"cond must be [B, H, W, C] over the grid {x.shape[:3]}, got {cond.shape}")
     if self.num_layers < 1:
       raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
-    x = InputEmbedding(self.input_kind, self.num_embeddings, self.features, name="input")(x)
+    dtype = self.dtype
+    x = InputEmbedding(self.input_kind, self.num_embeddings, self.features, dtype, name="input")(x)
     v, h = x, x
     for i in range(self.num_layers):
       v, h = GatedBlock(
@@ -373,6 +401,7 @@ class GatedPixelCNN(nn.Module):
         self.kernel_size,
         "A" if i == 0 else "B",
         self.num_classes,
+        dtype,
         name=f"gated_{i}",
       )(v, h, labels, cond)
-    return _OutputHead(self.features, self.num_outputs, name="head")(h)
+    return _OutputHead(self.features, self.num_outputs, dtype, name="head")(h)

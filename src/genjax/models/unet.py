@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from genjax.models.layers import check_labels
+from genjax.models import precision
+from genjax.models.layers import check_labels, to_float32
 
 UNET_CONDITIONINGS = ("scale_shift", "add")
 
@@ -96,23 +97,27 @@ def base2_fourier_features(z: jax.Array, exponents: Sequence[int]) -> jax.Array:
   return jnp.concatenate([jnp.sin(h), jnp.cos(h)], axis=-1)
 
 
-def _conv3x3(features: int, name: str, stride: int = 1, zero_init: bool = False) -> nn.Conv:
-  return nn.Conv(
+def _conv3x3(
+  features: int, name: str, stride: int = 1, zero_init: bool = False, dtype: Any = jnp.float32
+) -> nn.Conv:
+  return precision.Conv(
     features,
     (3, 3),
     strides=(stride, stride),
     padding="SAME",  # as TF; for even sides a stride-2 conv pads one row/column at the end
     kernel_init=_ZERO_INIT if zero_init else _DEFAULT_INIT,
+    dtype=dtype,
     name=name,
   )
 
 
-def _dense(features: int, name: str, zero_init: bool = False) -> nn.Dense:
-  return nn.Dense(features, kernel_init=_ZERO_INIT if zero_init else _DEFAULT_INIT, name=name)
+def _dense(features: int, name: str, zero_init: bool = False, dtype: Any = jnp.float32) -> nn.Dense:
+  init = _ZERO_INIT if zero_init else _DEFAULT_INIT
+  return precision.Dense(features, kernel_init=init, dtype=dtype, name=name)
 
 
 def _embed_labels(
-  labels: jax.Array | None, num_classes: int, features: int, model_name: str
+  labels: jax.Array | None, num_classes: int, features: int, model_name: str, dtype: Any
 ) -> jax.Array | None:
   """Class embeddings `[B, features]` from a `num_classes + 1`-row table, or None if unconditional.
 
@@ -124,7 +129,7 @@ def _embed_labels(
   if num_classes <= 0:
     return None
   check_labels(labels, num_classes, model_name)
-  table = nn.Embed(num_classes + 1, features, name="label_embed")
+  table = precision.Embed(num_classes + 1, features, dtype=dtype, name="label_embed")
   return table(jnp.asarray(labels, jnp.int32))
 
 
@@ -142,15 +147,18 @@ class ResBlock(nn.Module):
       num_groups: GroupNorm groups; must divide both input and output channels.
       dropout: Dropout rate before the second conv.
       conditioning: One of `UNET_CONDITIONINGS`.
+      dtype: Compute dtype; GroupNorm statistics are float32 regardless (flax's
+        `force_float32_reductions`).
   """
 
   out_channels: int
   num_groups: int = 32
   dropout: float = 0.0
   conditioning: str = "scale_shift"
+  dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, emb: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, emb: jax.Array, train: bool) -> jax.Array:
     """Applies the block.
 
     Args:
@@ -161,20 +169,22 @@ class ResBlock(nn.Module):
     Returns:
         Features `[B, H, W, C_out]`.
     """
-    out = self.out_channels
-    h = nn.silu(nn.GroupNorm(self.num_groups, name="norm1")(x))
-    h = _conv3x3(out, "conv1")(h)
+    out, dtype = self.out_channels, self.dtype
+    norm = functools.partial(nn.GroupNorm, self.num_groups, dtype=dtype)
+    h = nn.silu(norm(name="norm1")(x))
+    h = _conv3x3(out, "conv1", dtype=dtype)(h)
     width = 2 * out if self.conditioning == "scale_shift" else out
-    cond = _dense(width, "emb_proj")(nn.silu(emb))[:, None, None, :]
+    # float32, so its gradient's sum over every pixel is taken in float32 too.
+    cond = to_float32(_dense(width, "emb_proj", dtype=dtype)(nn.silu(emb)))[:, None, None, :]
     if self.conditioning == "scale_shift":
       scale, shift = jnp.split(cond, 2, axis=-1)
-      h = nn.GroupNorm(self.num_groups, name="norm2")(h) * (1.0 + scale) + shift
+      h = norm(name="norm2")(h) * (1.0 + scale) + shift
     else:
-      h = nn.GroupNorm(self.num_groups, name="norm2")(h + cond)
-    h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
-    h = _conv3x3(out, "conv2", zero_init=True)(h)
+      h = norm(name="norm2")(h + cond)
+    h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h).astype(dtype))
+    h = _conv3x3(out, "conv2", zero_init=True, dtype=dtype)(h)
     if x.shape[-1] != out:
-      x = _dense(out, "shortcut")(x)  # 1x1 conv ("NIN") on the channel axis
+      x = _dense(out, "shortcut", dtype=dtype)(x)  # 1x1 conv ("NIN") on the channel axis
     return x + h
 
 
@@ -187,32 +197,39 @@ class AttentionBlock(nn.Module):
 
   Attributes:
       num_groups: GroupNorm groups; must divide the channel count.
+      dtype: Compute dtype; the attention logits and softmax are float32 regardless.
   """
 
   num_groups: int = 32
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Maps features `[B, H, W, C]` to features of the same shape."""
     batch, height, width, channels = x.shape
-    h = nn.GroupNorm(self.num_groups, name="norm")(x)
-    q, k, v = (_dense(channels, n)(h).reshape(batch, -1, channels) for n in ("q", "k", "v"))
-    weights = jnp.einsum("bqc,bkc->bqk", q, k) * channels**-0.5
-    weights = jax.nn.softmax(weights, axis=-1)
+    dtype = self.dtype
+    h = nn.GroupNorm(self.num_groups, dtype=dtype, name="norm")(x)
+    q, k, v = (
+      _dense(channels, n, dtype=dtype)(h).reshape(batch, -1, channels) for n in ("q", "k", "v")
+    )
+    # bfloat16 logits would round away the differences the softmax amplifies.
+    logits = jnp.einsum("bqc,bkc->bqk", q, k, preferred_element_type=jnp.float32)
+    weights = jax.nn.softmax(logits * channels**-0.5, axis=-1).astype(dtype)
     h = jnp.einsum("bqk,bkc->bqc", weights, v).reshape(batch, height, width, channels)
-    return x + _dense(channels, "proj_out", zero_init=True)(h)
+    return x + _dense(channels, "proj_out", zero_init=True, dtype=dtype)(h)
 
 
 class Downsample(nn.Module):
   """Halves the spatial size: stride-2 3x3 conv, or 2x2 average pooling without conv."""
 
   with_conv: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Maps `[B, H, W, C]` to `[B, H / 2, W / 2, C]`."""
     if self.with_conv:
-      return _conv3x3(x.shape[-1], "conv", stride=2)(x)
+      return _conv3x3(x.shape[-1], "conv", stride=2, dtype=self.dtype)(x)
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
@@ -220,6 +237,7 @@ class Upsample(nn.Module):
   """Doubles the spatial size: nearest-neighbour resize, then (optionally) a 3x3 conv."""
 
   with_conv: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -229,7 +247,7 @@ class Upsample(nn.Module):
     x = jnp.broadcast_to(x[:, :, None, :, None, :], (batch, height, 2, width, 2, channels))
     x = x.reshape(batch, 2 * height, 2 * width, channels)
     if self.with_conv:
-      x = _conv3x3(channels, "conv")(x)
+      x = _conv3x3(channels, "conv", dtype=self.dtype)(x)
     return x
 
 
@@ -253,6 +271,10 @@ class UNet(nn.Module):
         (adaptive GroupNorm) or "add" (original DDPM).
       out_channels: Output channels; None = input channels.
       resample_with_conv: 3x3 convs in the down/upsamplers (else pooling/resize only).
+      dtype: Compute dtype (parameters stay float32; the output is float32).
+      remat: Recompute each residual and attention block's activations in the
+        backward pass instead of storing them (`nn.remat`): less memory, more
+        compute; the parameters are the same either way.
   """
 
   channels: int = 128
@@ -265,6 +287,8 @@ class UNet(nn.Module):
   conditioning: str = "scale_shift"
   out_channels: int | None = None
   resample_with_conv: bool = True
+  dtype: Any = jnp.float32
+  remat: bool = False
 
   def _check_config(self, height: int, width: int) -> None:
     if self.conditioning not in UNET_CONDITIONINGS:
@@ -310,55 +334,63 @@ class UNet(nn.Module):
     """
     batch, height, width, in_channels = x.shape
     self._check_config(height, width)
-    x = jnp.asarray(x, jnp.float32)
+    dtype = self.dtype
+    x = jnp.asarray(x, dtype)
     t = jnp.broadcast_to(jnp.asarray(t), (batch,))
     ch = self.channels
 
+    # The sinusoids are taken in float32 (t reaches 1000); only the Dense layers round.
     emb = timestep_embedding(t, ch)
-    emb = _dense(4 * ch, "temb_dense0")(emb)
-    emb = _dense(4 * ch, "temb_dense1")(nn.silu(emb))
-    label_emb = _embed_labels(labels, self.num_classes, 4 * ch, "UNet")
+    emb = _dense(4 * ch, "temb_dense0", dtype=dtype)(emb)
+    emb = _dense(4 * ch, "temb_dense1", dtype=dtype)(nn.silu(emb))
+    label_emb = _embed_labels(labels, self.num_classes, 4 * ch, "UNet", dtype)
     if label_emb is not None:
       emb = emb + label_emb
 
+    # `train` is a Python bool that picks the dropout branch, so it stays static under
+    # remat (index 3, self being 0). Remat keeps the submodule names, so the params too.
     block = functools.partial(
-      ResBlock,
+      nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock,
       num_groups=self.num_groups,
       dropout=self.dropout,
       conditioning=self.conditioning,
+      dtype=dtype,
     )
-    attention = functools.partial(AttentionBlock, self.num_groups)
+    attention = functools.partial(
+      nn.remat(AttentionBlock) if self.remat else AttentionBlock, self.num_groups, dtype
+    )
     last = len(self.channel_mults) - 1
 
-    hs = [_conv3x3(ch, "conv_in")(x)]
+    hs = [_conv3x3(ch, "conv_in", dtype=dtype)(x)]
     for level, mult in enumerate(self.channel_mults):
       for i in range(self.num_res_blocks):
-        h = block(ch * mult, name=f"down{level}_block{i}")(hs[-1], emb, train=train)
+        h = block(ch * mult, name=f"down{level}_block{i}")(hs[-1], emb, train)
         if h.shape[1] in self.attention_resolutions:
           h = attention(name=f"down{level}_attn{i}")(h)
         hs.append(h)
       if level != last:
-        hs.append(Downsample(self.resample_with_conv, name=f"down{level}_downsample")(hs[-1]))
+        down = Downsample(self.resample_with_conv, dtype, name=f"down{level}_downsample")
+        hs.append(down(hs[-1]))
 
     h = hs[-1]
-    h = block(h.shape[-1], name="mid_block1")(h, emb, train=train)
+    h = block(h.shape[-1], name="mid_block1")(h, emb, train)
     h = attention(name="mid_attn")(h)
-    h = block(h.shape[-1], name="mid_block2")(h, emb, train=train)
+    h = block(h.shape[-1], name="mid_block2")(h, emb, train)
 
     for level in reversed(range(len(self.channel_mults))):
       for i in range(self.num_res_blocks + 1):
         h = jnp.concatenate([h, hs.pop()], axis=-1)
-        h = block(ch * self.channel_mults[level], name=f"up{level}_block{i}")(h, emb, train=train)
+        h = block(ch * self.channel_mults[level], name=f"up{level}_block{i}")(h, emb, train)
         if h.shape[1] in self.attention_resolutions:
           h = attention(name=f"up{level}_attn{i}")(h)
       if level != 0:
-        h = Upsample(self.resample_with_conv, name=f"up{level}_upsample")(h)
+        h = Upsample(self.resample_with_conv, dtype, name=f"up{level}_upsample")(h)
     assert not hs, "every stored down-path activation is consumed exactly once"
 
-    h = nn.silu(nn.GroupNorm(self.num_groups, name="norm_out")(h))
+    h = nn.silu(nn.GroupNorm(self.num_groups, dtype=dtype, name="norm_out")(h))
     out_channels = in_channels if self.out_channels is None else self.out_channels
-    h = _conv3x3(out_channels, "conv_out", zero_init=True)(h)
-    return h.astype(jnp.float32)
+    h = _conv3x3(out_channels, "conv_out", zero_init=True, dtype=dtype)(h)
+    return to_float32(h)
 
 
 class MLPDenoiser(nn.Module):
@@ -381,6 +413,7 @@ class MLPDenoiser(nn.Module):
         embedding rows, the last being the null label.
       time_embed_dim: Size of the sinusoidal timestep embedding.
       layer_norm: Whether to LayerNorm the block inputs and the head input.
+      dtype: Compute dtype (parameters stay float32; the output is float32).
   """
 
   hidden_size: int = 256
@@ -388,6 +421,7 @@ class MLPDenoiser(nn.Module):
   num_classes: int = 0
   time_embed_dim: int = 64
   layer_norm: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(
@@ -411,28 +445,29 @@ class MLPDenoiser(nn.Module):
     """
     del train
     batch, dim = x.shape
-    width = self.hidden_size
+    width, dtype = self.hidden_size, self.dtype
     t = jnp.broadcast_to(jnp.asarray(t), (batch,))
+    dense = functools.partial(_dense, dtype=dtype)
 
     def norm(h: jax.Array, name: str) -> jax.Array:
-      return nn.LayerNorm(name=name)(h) if self.layer_norm else h
+      return nn.LayerNorm(dtype=dtype, name=name)(h) if self.layer_norm else h
 
     emb = timestep_embedding(t, self.time_embed_dim)
-    emb = _dense(width, "temb_dense0")(emb)
-    emb = _dense(width, "temb_dense1")(nn.silu(emb))
-    label_emb = _embed_labels(labels, self.num_classes, width, "MLPDenoiser")
+    emb = dense(width, "temb_dense0")(emb)
+    emb = dense(width, "temb_dense1")(nn.silu(emb))
+    label_emb = _embed_labels(labels, self.num_classes, width, "MLPDenoiser", dtype)
     if label_emb is not None:
       emb = emb + label_emb
 
-    h = _dense(width, "dense_in")(jnp.asarray(x, jnp.float32))
+    h = dense(width, "dense_in")(jnp.asarray(x, dtype))
     for i in range(self.num_layers):
-      scale, shift = jnp.split(_dense(2 * width, f"block{i}_emb_proj")(nn.silu(emb)), 2, axis=-1)
+      scale, shift = jnp.split(dense(2 * width, f"block{i}_emb_proj")(nn.silu(emb)), 2, axis=-1)
       r = norm(h, f"block{i}_norm") * (1.0 + scale) + shift
-      r = _dense(width, f"block{i}_dense1")(nn.silu(r))
-      r = _dense(width, f"block{i}_dense2")(nn.silu(r))
+      r = dense(width, f"block{i}_dense1")(nn.silu(r))
+      r = dense(width, f"block{i}_dense2")(nn.silu(r))
       h = h + r
     h = nn.silu(norm(h, "norm_out"))
-    return _dense(dim, "dense_out", zero_init=True)(h).astype(jnp.float32)
+    return to_float32(dense(dim, "dense_out", zero_init=True)(h))
 
 
 def count_params(module: nn.Module, x_shape: Sequence[int], num_classes: int | None = None) -> int:

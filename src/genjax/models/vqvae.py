@@ -9,13 +9,14 @@ transposed convolutions (their weight gradient is very slow on XLA-CPU).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from genjax.models.layers import SubPixelUpsample
+from genjax.models import precision
+from genjax.models.layers import SubPixelUpsample, to_float32
 from genjax.objectives import vq
 
 EMA_COLLECTION = "vq_ema"
@@ -28,18 +29,25 @@ class ResidualStack(nn.Module):
     features: channels of the residual stream (must match the input).
     hidden_features: channels inside each block.
     num_blocks: number of blocks.
+    dtype: compute dtype (parameters stay float32).
   """
 
   features: int
   hidden_features: int = 32
   num_blocks: int = 2
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Applies the blocks to ``x`` ``[B, H, W, features]``; same output shape."""
     for i in range(self.num_blocks):
-      h = nn.Conv(self.hidden_features, (3, 3), padding="SAME", name=f"block_{i}_conv3")(nn.relu(x))
-      x = x + nn.Conv(self.features, (1, 1), name=f"block_{i}_conv1")(nn.relu(h))
+      conv3 = precision.Conv(
+        self.hidden_features, (3, 3), padding="SAME", dtype=self.dtype, name=f"block_{i}_conv3"
+      )
+      h = conv3(nn.relu(x))
+      x = x + precision.Conv(self.features, (1, 1), dtype=self.dtype, name=f"block_{i}_conv1")(
+        nn.relu(h)
+      )
     return nn.relu(x)
 
 
@@ -51,12 +59,14 @@ class VQEncoder(nn.Module):
     num_res_blocks: residual blocks after the strided stages.
     res_channels: hidden channels inside each residual block.
     embedding_dim: size ``D`` of the vectors to quantize.
+    dtype: compute dtype (parameters stay float32; ``z_e`` is float32).
   """
 
   channels: Sequence[int] = (32, 64)
   num_res_blocks: int = 2
   res_channels: int = 32
   embedding_dim: int = 64
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -80,13 +90,15 @@ class VQEncoder(nn.Module):
       raise ValueError(
         f"VQEncoder needs [B, H, W, C] with H, W divisible by {factor}, got {x.shape}"
       )
-    h = x
+    dtype = self.dtype
+    h = x.astype(dtype)
     for i, ch in enumerate(self.channels):
-      h = nn.relu(nn.Conv(ch, (4, 4), strides=(2, 2), padding="SAME", name=f"down_{i}")(h))
+      h = nn.relu(precision.Conv(ch, (4, 4), (2, 2), "SAME", dtype=dtype, name=f"down_{i}")(h))
     width = self.channels[-1]
-    h = nn.Conv(width, (3, 3), padding="SAME", name="conv_in")(h)
-    h = ResidualStack(width, self.res_channels, self.num_res_blocks, name="res")(h)
-    return nn.Conv(self.embedding_dim, (1, 1), name="pre_vq")(h)
+    h = precision.Conv(width, (3, 3), padding="SAME", dtype=dtype, name="conv_in")(h)
+    h = ResidualStack(width, self.res_channels, self.num_res_blocks, dtype, name="res")(h)
+    # Quantisation compares distances to the codebook: float32, so near ties are not rounded.
+    return to_float32(precision.Conv(self.embedding_dim, (1, 1), dtype=dtype, name="pre_vq")(h))
 
 
 class VQDecoder(nn.Module):
@@ -101,12 +113,14 @@ class VQDecoder(nn.Module):
     num_res_blocks: residual blocks before upsampling.
     res_channels: hidden channels inside each residual block.
     out_channels: output channels per pixel (e.g. ``C * num_params``).
+    dtype: compute dtype (parameters stay float32; the output is float32).
   """
 
   channels: Sequence[int] = (32, 64)
   num_res_blocks: int = 2
   res_channels: int = 32
   out_channels: int = 1
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
@@ -126,11 +140,12 @@ class VQDecoder(nn.Module):
       (2, 28, 28, 1)
     """
     width = self.channels[-1]
-    h = nn.Conv(width, (3, 3), padding="SAME", name="conv_in")(z)
-    h = ResidualStack(width, self.res_channels, self.num_res_blocks, name="res")(h)
+    dtype = self.dtype
+    h = precision.Conv(width, (3, 3), padding="SAME", dtype=dtype, name="conv_in")(z.astype(dtype))
+    h = ResidualStack(width, self.res_channels, self.num_res_blocks, dtype, name="res")(h)
     for i, ch in enumerate(reversed(self.channels[:-1])):
-      h = nn.relu(SubPixelUpsample(ch, scale=2, name=f"up_{i}")(h))
-    return SubPixelUpsample(self.out_channels, scale=2, name="output")(h)
+      h = nn.relu(SubPixelUpsample(ch, scale=2, dtype=dtype, name=f"up_{i}")(h))
+    return to_float32(SubPixelUpsample(self.out_channels, 2, dtype=dtype, name="output")(h))
 
 
 def codebook_init(key: jax.Array, shape: tuple[int, int], dtype=jnp.float32) -> jax.Array:
@@ -288,6 +303,7 @@ class VQVAE(nn.Module):
     epsilon: Laplace smoothing of the EMA update.
     out_channels: decoder output channels per pixel.
     axis_name: device axis the EMA statistics are summed over (``None``: no psum).
+    dtype: compute dtype of encoder and decoder; the quantizer and its codebook are float32.
   """
 
   channels: Sequence[int] = (32, 64)
@@ -301,10 +317,11 @@ class VQVAE(nn.Module):
   epsilon: float = 1e-5
   out_channels: int = 1
   axis_name: str | None = None
+  dtype: Any = jnp.float32
 
   def setup(self):
     self.encoder = VQEncoder(
-      tuple(self.channels), self.num_res_blocks, self.res_channels, self.embedding_dim
+      tuple(self.channels), self.num_res_blocks, self.res_channels, self.embedding_dim, self.dtype
     )
     self.quantizer = VectorQuantizer(
       self.num_embeddings,
@@ -316,7 +333,7 @@ class VQVAE(nn.Module):
       self.axis_name,
     )
     self.decoder = VQDecoder(
-      tuple(self.channels), self.num_res_blocks, self.res_channels, self.out_channels
+      tuple(self.channels), self.num_res_blocks, self.res_channels, self.out_channels, self.dtype
     )
 
   def __call__(self, x: jax.Array, update_ema: bool = False) -> dict[str, jax.Array]:
