@@ -12,12 +12,13 @@ Command:
   python -m genjax.main --config=experiments/configs/hvae_mnist.py --workdir=runs/hvae_mnist
   python -m genjax.evaluate --workdir=runs/hvae_mnist --num_samples=5000
 
-Expected runtime: about 50 min for 140k steps (299 epochs) on 2 CPU cores:
-  54 steps/s in the full loop while the cores were shared with another run
-  (a 5k-step smoke run: 1.6 min), so 43 min alone at that rate plus the
-  periodic evaluations; the k=5000 evaluation of the whole test set takes
-  about as long as the VAE's (24 min on one core).
-Measured: not yet measured (target: test NLL <= 84.5 nats, k = 5000).
+Expected runtime: 44 min of wall time for 140k steps (299 epochs) on 2 CPU cores shared
+  with other jobs (42-55 steps/s), evaluations included; the k=5000 evaluation of the
+  whole test set took 35 min on the shared machine.
+Measured (seed 0, EMA parameters, all 10k test images, k = 5000): NLL 85.92 nats, ELBO
+  -90.16, KL 26.34 (kl_1 24.09, kl_2 2.25); active units 24/64 (z_1) and 1/32 (z_2): the
+  top layer collapses despite the 20k-step KL warm-up. Samples (1000; floors in
+  brackets): fid_lenet 51.62 [8.15], precision / recall 0.760 / 0.822 [0.884 / 0.906].
 """
 
 from genjax import config as genjax_config
