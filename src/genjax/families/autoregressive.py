@@ -258,8 +258,23 @@ class PixelCNNFamily(_AutoregressiveBase):
     return {name: samples, "completions": self._completion_picture(params, batch, key)}
 
 
+class CodePrior(_AutoregressiveBase):
+  """A PixelCNN prior over a frozen first stage named by ``config.prior``."""
+
+  unit = "bits_per_code"
+  sections = {"pixelcnn": PIXELCNN, "prior": PRIOR}
+
+  @classmethod
+  def first_stage_run(cls, config) -> tuple[str, int, str]:
+    return config.prior.vqvae_workdir, config.prior.vqvae_step, "prior.vqvae_workdir"
+
+  @classmethod
+  def validate(cls, c):
+    return prior_errors(c, cls.first_stage_family)
+
+
 @register("vqvae_prior")
-class VQPriorFamily(_AutoregressiveBase):
+class VQPriorFamily(CodePrior):
   """PixelCNN prior over the code maps of a frozen VQ-VAE; samples decode through it.
 
   Config: ``config.prior`` (first-stage workdir and step, code source for
@@ -267,13 +282,7 @@ class VQPriorFamily(_AutoregressiveBase):
   name the dataset and preprocessing the first stage was trained with.
   """
 
-  unit = "bits_per_code"
   first_stage_family = "vqvae"
-  sections = {"pixelcnn": PIXELCNN, "prior": PRIOR}
-
-  @classmethod
-  def first_stage_run(cls, config) -> tuple[str, int, str]:
-    return config.prior.vqvae_workdir, config.prior.vqvae_step, "prior.vqvae_workdir"
 
   def __init__(self, config, data, first_stage: tuple[VQVAEFamily, dict]):
     """``first_stage``: the trained VQ-VAE family and its evaluation variables."""
@@ -281,10 +290,6 @@ class VQPriorFamily(_AutoregressiveBase):
     self.vqvae, self._first_stage = first_stage
     self.sample_from = config.prior.sample_from
     super().__init__(config, data, self.vqvae.num_embeddings, self.vqvae.code_shape, "categorical")
-
-  @classmethod
-  def validate(cls, c):
-    return prior_errors(c, cls.first_stage_family)
 
   def frozen_state(self):
     return {"vqvae": self._first_stage}

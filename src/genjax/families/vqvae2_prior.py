@@ -26,13 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax.core import random as genjax_random
-from genjax.families.autoregressive import (
-  PICTURE_COLUMNS,
-  PIXELCNN,
-  PRIOR,
-  _AutoregressiveBase,
-  prior_errors,
-)
+from genjax.families.autoregressive import PICTURE_COLUMNS, CodePrior
 from genjax.families.base import register
 from genjax.families.vqvae2 import VQVAE2Family
 from genjax.models.vqvae2 import BottomPrior
@@ -44,7 +38,7 @@ RESAMPLES = 6
 
 
 @register("vqvae2_prior")
-class VQVAE2PriorFamily(_AutoregressiveBase):
+class VQVAE2PriorFamily(CodePrior):
   """Top and bottom PixelCNN priors over a frozen VQ-VAE-2; samples decode through it.
 
   The inherited single-grid machinery (``logits``, ``sample_grid``) is the top
@@ -55,17 +49,7 @@ class VQVAE2PriorFamily(_AutoregressiveBase):
   ``config.model.conditional``. ``config.data`` must match the first stage's.
   """
 
-  unit = "bits_per_code"
   first_stage_family = "vqvae2"
-  sections = {"pixelcnn": PIXELCNN, "prior": PRIOR}
-
-  @classmethod
-  def first_stage_run(cls, config) -> tuple[str, int, str]:
-    return config.prior.vqvae_workdir, config.prior.vqvae_step, "prior.vqvae_workdir"
-
-  @classmethod
-  def validate(cls, c):
-    return prior_errors(c, cls.first_stage_family)
 
   def __init__(self, config, data, first_stage: tuple[VQVAE2Family, dict]):
     """``first_stage``: the trained VQ-VAE-2 family and its evaluation variables."""
