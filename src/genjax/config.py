@@ -110,6 +110,14 @@ TRAIN = {
     ge=1,
   ),
   "num_steps": F(1000, "training steps", gt=0),
+  "steps_per_call": F(
+    1,
+    "training steps compiled into one call (a scan over that many batches), so a small "
+    "model's step is not dominated by the host's per-step work; logs, evaluations and "
+    "checkpoints still happen at their steps",
+    integer=True,
+    ge=1,
+  ),
   "log_every": F(100, "steps between train-metric logs", gt=0),
   "eval_every": F(1000, "steps between evaluations (0 = only at the end)", ge=0),
   "checkpoint_every": F(1000, "steps between checkpoints", gt=0),

@@ -32,7 +32,7 @@ OVERRIDES = [
 ]
 
 
-def _command(workdir):
+def _command(workdir, steps_per_call=1):
   return [
     sys.executable,
     "-m",
@@ -40,6 +40,7 @@ def _command(workdir):
     f"--config={REPO / 'experiments/configs/vae_digits.py'}",
     f"--workdir={workdir}",
     *OVERRIDES,
+    f"--config.train.steps_per_call={steps_per_call}",
   ]
 
 
@@ -74,18 +75,28 @@ def _wait_for_checkpoint(workdir, proc, timeout=120.0):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("uninterrupted")
-  subprocess.run(_command(workdir), check=True, capture_output=True, cwd=REPO)
-  return workdir
+  runs = {}
+
+  def run(steps_per_call):
+    if steps_per_call not in runs:
+      workdir = tmp_path_factory.mktemp(f"uninterrupted_{steps_per_call}")
+      subprocess.run(_command(workdir, steps_per_call), check=True, capture_output=True, cwd=REPO)
+      runs[steps_per_call] = workdir
+    return runs[steps_per_call]
+
+  return run
 
 
-@pytest.mark.xdist_group("resume")  # One worker runs the shared uninterrupted run.
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, sig):
+@pytest.mark.xdist_group("resume")  # One worker runs the shared uninterrupted runs.
+@pytest.mark.parametrize(
+  "sig,steps_per_call",
+  [(signal.SIGKILL, 1), (signal.SIGTERM, 1), (signal.SIGTERM, 8)],
+  ids=["SIGKILL", "SIGTERM", "SIGTERM-8-steps-per-call"],
+)
+def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, sig, steps_per_call):
   workdir = tmp_path / "interrupted"
-  proc = subprocess.Popen(
-    _command(workdir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-  )
+  command = _command(workdir, steps_per_call)
+  proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   _wait_for_checkpoint(workdir, proc)
   proc.send_signal(sig)
   _, err = proc.communicate(timeout=120)
@@ -96,9 +107,9 @@ def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, sig):
   stopped_at = checkpoint_lib.Checkpointer(workdir / "checkpoints").latest_step()
   assert stopped_at is not None and stopped_at < NUM_STEPS, "killed too late to test resume"
 
-  subprocess.run(_command(workdir), check=True, capture_output=True, cwd=REPO)
+  subprocess.run(command, check=True, capture_output=True, cwd=REPO)
 
-  state_a, data_a = _final_state(uninterrupted)
+  state_a, data_a = _final_state(uninterrupted(steps_per_call))
   state_b, data_b = _final_state(workdir)
   _assert_identical(state_a, state_b)  # params, EMA, optimizer state, step
   assert data_a == data_b  # and the data position

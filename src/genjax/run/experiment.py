@@ -56,11 +56,15 @@ class Experiment:
       )
     return self._eval_steps[num_samples]
 
-  def compile_train_step(self):
-    """``train_step(state, batch) -> (state, metrics)`` over all devices, state donated."""
+  def compile_train_step(self, num_steps: int = 1):
+    """``train_step(state, batch) -> (state, metrics)`` over all devices, state donated.
+
+    With ``num_steps = k > 1`` it runs k steps on k batches stacked along axis 1
+    (:func:`genjax.run.steps.scan_steps`), metrics stacked along a leading axis.
+    """
     cfg = self.config
     step = steps.make_train_step(self.family, seed=cfg.seed, preprocess=cfg.data.preprocess)
-    return self.parallel.compile(step, donate_first=True)
+    return self.parallel.compile(step if num_steps == 1 else steps.scan_steps(step), True)
 
   def train_iterator(self) -> grain.DatasetIterator:
     """This process's slices of the global training batches, in the seed's order."""

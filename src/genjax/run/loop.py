@@ -90,8 +90,12 @@ class _Preemption:
 
 
 def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
+  """The mean of each metric over the steps of ``history`` (scalars, or [k] from a multi-step call)."""
   stacked = jax.device_get(history)
-  return {f"train/{k}": float(np.mean([h[k] for h in stacked])) for k in stacked[0]}
+  return {
+    f"train/{k}": float(np.mean(np.concatenate([np.ravel(h[k]) for h in stacked])))
+    for k in stacked[0]
+  }
 
 
 @jax.jit
@@ -168,7 +172,7 @@ class _Run:
     return step % tc.log_every == 0 or step == tc.num_steps
 
   def step(self, step: int, train_step, batch) -> None:
-    """Runs ``step``; before a logged one, keeps what its update norm needs."""
+    """Runs the call that ends at ``step``; before a logged one, keeps what its update norm needs."""
     logged = self.logs_at(step)
     previous = _copy(self.state.params) if logged else None
     self.state, metrics = train_step(self.state, batch)
@@ -274,7 +278,7 @@ def _progress_line(step: int, total: int, summary: dict[str, float]) -> str:
   )
 
 
-# Steps dispatched ahead of the device. Two keep an accelerator fed while the host
+# Calls (of one or train.steps_per_call steps) dispatched ahead of the device. Two keep an accelerator fed while the host
 # prepares the next batch; an unbounded queue is worse than useless: with several
 # CPU devices (``--xla_force_host_platform_device_count``) XLA's CPU client can
 # deadlock a collective when hundreds of steps are queued (every launch thread
@@ -288,8 +292,11 @@ class _Every:
   def __init__(self, fn, every: int | None = None, on=()):
     self.fn, self.every, self.on = fn, every, frozenset(on)
 
+  def fires(self, step: int) -> bool:
+    return bool(self.every and step % self.every == 0) or step in self.on
+
   def __call__(self, step: int) -> None:
-    if (self.every and step % self.every == 0) or step in self.on:
+    if self.fires(step):
       self.fn(step)
 
   def close(self) -> None:
@@ -302,6 +309,9 @@ class _Profile:
   def __init__(self, logdir, first: int, num_steps: int):
     self.logdir, self.first, self.last = os.fspath(logdir), first, first + num_steps
     self.tracing = False
+
+  def fires(self, step: int) -> bool:
+    return step in (self.first, self.last)
 
   def __call__(self, step: int) -> None:
     if step == self.first:
@@ -381,10 +391,34 @@ def train_and_evaluate(
     raise checkpoint_lib.DiskFullError(workdir, "metrics, events or pictures", kept) from e
 
 
+def _call_length(step: int, k: int, last: int, actions, logs_at) -> int:
+  """How many steps (at most k) the call starting at ``step`` runs.
+
+  A call ends at the first step where an action fires (actions see the state
+  between calls) or at ``last``, and a call of several steps does not end at a
+  logged step, whose update norm needs the parameters of the step before. The
+  length depends on ``step`` alone, so a run resumed after any call makes the
+  same calls as an uninterrupted one; the few lengths in a periodic schedule
+  each compile once.
+  """
+  n = 1
+  while n < k and step + n - 1 < last and not any(a.fires(step + n - 1) for a in actions):
+    n += 1
+  return n - 1 if n > 1 and logs_at(step + n - 1) else n
+
+
+def _next_batches(data, n: int):
+  """The next ``n`` batches, stacked along axis 1 when n > 1 (``scan_steps``' layout)."""
+  if n == 1:
+    return next(data)
+  batches = [next(data) for _ in range(n)]
+  return jax.tree.map(lambda *xs: np.stack(xs, axis=1), *batches)
+
+
 def _train(exp: Experiment, workdir: epath.Path) -> dict[str, float]:
   run = _Run(exp, workdir)
   tc = exp.config.train
-  train_step = exp.compile_train_step()
+  calls = {}  # Compiled on first use, one per call length.
   show = tc.progress_bar and writers.interactive()
   bar = writers.progress_bar(
     total=tc.num_steps,
@@ -399,11 +433,16 @@ def _train(exp: Experiment, workdir: epath.Path) -> dict[str, float]:
     # Log lines go through tqdm so they do not break the progress bar.
     with _Preemption() as preemption, logging_redirect_tqdm(loggers=[log]):
       actions = _periodic_actions(run, tc, bar)
-      for step in range(run.start + 1, tc.num_steps + 1):
-        run.step(step, train_step, exp.parallel.put_batch(next(run.data)))
+      step = run.start
+      while step < tc.num_steps:
+        n = _call_length(step + 1, tc.steps_per_call, tc.num_steps, actions, run.logs_at)
+        if n not in calls:
+          calls[n] = exp.compile_train_step(n)
+        step += n
+        run.step(step, calls[n], exp.parallel.put_batch(_next_batches(run.data, n)))
         if len(run.history) > _MAX_STEPS_IN_FLIGHT:
           jax.block_until_ready(run.history[-_MAX_STEPS_IN_FLIGHT - 1])
-        bar.update(1)
+        bar.update(n)
         for action in actions:
           action(step)
         if preemption.requested(step):

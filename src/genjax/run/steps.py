@@ -45,6 +45,23 @@ def make_train_step(family, *, seed: int, preprocess: str) -> Callable:
   return train_step
 
 
+def scan_steps(train_step: Callable) -> Callable:
+  """``steps(state, batches) -> (state, metrics)``: ``train_step`` over k stacked batches.
+
+  ``batches`` holds the k batches along axis 1 (``[b, k, ...]``: example-major,
+  so sharding the leading axis over devices gives each device its slice of
+  every batch, as the pipeline's minibatches do); ``metrics`` come back with a
+  leading axis of k. One dispatch then runs k steps: the host's per-step work
+  (launch, transfer, Python) is paid once per k steps, which is what a small
+  model's step time is made of.
+  """
+
+  def steps(state, batches):
+    return lax.scan(train_step, state, jax.tree.map(lambda v: jnp.moveaxis(v, 1, 0), batches))
+
+  return steps
+
+
 def make_eval_step(family, *, seed: int, preprocess: str, num_samples: int) -> Callable:
   """Returns ``eval_step(params, batch) -> (sums, count)`` for one device.
 
