@@ -4,11 +4,15 @@
 prints a table and writes ``bench_results/bench.json``. For each config:
 
 * ``compile_s``: first call of the compiled train step (trace + compile + run).
-* ``bare``: the jitted step alone, called on one batch already on device.
+* ``bare``: the jitted step alone, called on one batch already on device; the
+  mean of a timing before and one after the loop's (``bare_spread``: their
+  difference over the mean).
 * ``loop``: ``train_and_evaluate`` with data pipeline, host→device transfer,
   metric collection and checkpointing, timed over its second logging interval
   (the first includes compilation).
 * ``loop_over_bare``: loop throughput / bare throughput (1.0 = no overhead).
+  The loop runs ``config.train.steps_per_call`` steps per compiled call
+  (``--steps_per_call`` overrides it); the bare step is always one step.
 
 ``--streaming --num_workers=W`` runs both with ``config.data.streaming`` and
 ``config.data.num_workers=W``: the loop then reads and decodes every batch from
@@ -97,6 +101,9 @@ _STREAMING = flags.DEFINE_bool(
 _NUM_WORKERS = flags.DEFINE_integer(
   "num_workers", 0, "config.data.num_workers: processes decoding streamed batches."
 )
+_STEPS_PER_CALL = flags.DEFINE_integer(
+  "steps_per_call", 0, "config.train.steps_per_call of the loop (0: the config's own)."
+)
 _OUT = flags.DEFINE_string("out", str(REPO / "bench_results" / "bench.json"), "JSON output.")
 
 
@@ -104,6 +111,8 @@ def load_config(path):
   """The config at ``path`` with the data read as ``--streaming`` / ``--num_workers`` ask."""
   config = config_lib.load_config(path)
   config.data.streaming, config.data.num_workers = _STREAMING.value, _NUM_WORKERS.value
+  if _STEPS_PER_CALL.value:
+    config.train.steps_per_call = _STEPS_PER_CALL.value
   return config
 
 
@@ -263,18 +272,25 @@ def main(argv):
   for name in _CONFIGS.value:
     path = REPO / "experiments" / "configs" / f"{name}.py"
     num_steps = max(_STEPS.value // _STEP_DIVISOR.get(name, 1), 10)
-    compile_s, bare = bench_bare(load_config(path), num_steps)
+    # The bare step before and after the loop, so a drift in the machine's speed
+    # shows as their spread instead of as loop overhead.
+    compile_s, bare_before = bench_bare(load_config(path), num_steps)
     looped = bench_loop(load_config(path), num_steps)
-    batch = config_lib.load_config(path).train.batch_size
+    bare_after = bench_bare(load_config(path), num_steps)[1]
+    bare = (bare_before + bare_after) / 2
+    config = load_config(path)
+    batch = config.train.batch_size
     rows.append(
       dict(
         config=name,
         batch_size=batch,
+        steps_per_call=config.train.steps_per_call,
         steps=num_steps,
         streaming=_STREAMING.value,
         num_workers=_NUM_WORKERS.value,
         compile_s=round(compile_s, 2),
         bare_steps_per_s=round(bare, 1),
+        bare_spread=round(abs(bare_before - bare_after) / bare, 3),
         bare_examples_per_s=round(bare * batch),
         loop_steps_per_s=round(looped, 1),
         loop_examples_per_s=round(looped * batch),
@@ -337,12 +353,16 @@ def main(argv):
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(result, indent=1) + "\n")
-  header = f"{'config':<26}{'batch':>6}{'compile s':>10}{'bare st/s':>11}{'loop st/s':>11}{'loop/bare':>10}"
+  header = (
+    f"{'config':<26}{'batch':>6}{'per call':>9}{'compile s':>10}{'bare st/s':>11}"
+    f"{'loop st/s':>11}{'loop/bare':>10}"
+  )
   if rows:
     print(header)
   for r in rows:
     print(
-      f"{r['config']:<26}{r['batch_size']:>6}{r['compile_s']:>10}{r['bare_steps_per_s']:>11}"
+      f"{r['config']:<26}{r['batch_size']:>6}{r['steps_per_call']:>9}{r['compile_s']:>10}"
+      f"{r['bare_steps_per_s']:>11}"
       f"{r['loop_steps_per_s']:>11}{r['loop_over_bare']:>10}"
     )
   if conv_rows:

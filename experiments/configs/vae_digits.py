@@ -25,5 +25,7 @@ def get_config():
   c.optimizer.update(learning_rate=1e-3)
   c.train.update(batch_size=64, num_steps=3000)
   c.train.update(log_every=100, eval_every=1000, checkpoint_every=1000)
+  # Steps per compiled call: the host's per-step work would otherwise slow this small step.
+  c.train.steps_per_call = 50
   c.eval.update(batch_size=64, periodic_examples=300, nll_samples=1000)
   return c

@@ -177,6 +177,8 @@ def test_both_processes_killed_then_restarted_resume_bit_identically(two_process
 def test_sigterm_to_one_process_saves_one_step_everywhere(tmp_path):
   workdir = tmp_path / "preempted"
   overrides = _overrides("vae_digits", num_steps=100_000, checkpoint_every=100_000)
+  # Several steps per call: the processes agree on a call to stop after, not a step.
+  overrides.append("train.steps_per_call=4")
   launcher = _launch("vae_digits", workdir, overrides)
   _wait_for(lambda: (workdir / "metrics.jsonl").is_file(), "the first log")
   start = time.monotonic()

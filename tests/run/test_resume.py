@@ -90,8 +90,9 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.xdist_group("resume")  # One worker runs the shared uninterrupted runs.
 @pytest.mark.parametrize(
   "sig,steps_per_call",
-  [(signal.SIGKILL, 1), (signal.SIGTERM, 1), (signal.SIGTERM, 8)],
-  ids=["SIGKILL", "SIGTERM", "SIGTERM-8-steps-per-call"],
+  # SIGTERM stops between calls: with 8 steps per call, at the end of one.
+  [(signal.SIGKILL, 1), (signal.SIGTERM, 8)],
+  ids=["SIGKILL", "SIGTERM-8-steps-per-call"],
 )
 def test_interrupted_run_resumes_bit_identical(uninterrupted, tmp_path, sig, steps_per_call):
   workdir = tmp_path / "interrupted"

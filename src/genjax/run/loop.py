@@ -78,10 +78,15 @@ class _Preemption:
       raise KeyboardInterrupt
     self._on_sigterm(signum, frame)
 
-  def requested(self, step: int) -> bool:
-    """Whether the run checkpoints ``step`` and stops (called at every step, on every process)."""
+  def requested(self, call: int) -> bool:
+    """Whether the run checkpoints and stops after ``call`` (called after every call, on every process).
+
+    ``call`` counts the compiled calls, one by one: JAX's sync point is the
+    first id after the largest any process has reached, which a count of steps
+    would skip when a call runs several.
+    """
     if self.multihost:
-      return multihost_utils.reached_preemption_sync_point(step)
+      return multihost_utils.reached_preemption_sync_point(call)
     return self._flag
 
   def __exit__(self, *exc):
@@ -433,8 +438,9 @@ def _train(exp: Experiment, workdir: epath.Path) -> dict[str, float]:
     # Log lines go through tqdm so they do not break the progress bar.
     with _Preemption() as preemption, logging_redirect_tqdm(loggers=[log]):
       actions = _periodic_actions(run, tc, bar)
-      step = run.start
+      step = call = run.start
       while step < tc.num_steps:
+        call += 1
         n = _call_length(step + 1, tc.steps_per_call, tc.num_steps, actions, run.logs_at)
         if n not in calls:
           calls[n] = exp.compile_train_step(n)
@@ -445,7 +451,7 @@ def _train(exp: Experiment, workdir: epath.Path) -> dict[str, float]:
         bar.update(n)
         for action in actions:
           action(step)
-        if preemption.requested(step):
+        if preemption.requested(call):
           if run.last_saved != step:
             run.checkpoint(step)
           log.warning("stop requested: saved step %d in %s; rerun to resume", step, workdir)
