@@ -36,6 +36,7 @@ eval: install
 bench: install
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/precision.py
+	$(PY) benchmarks/conv_ops.py
 
 # genjax against a PyTorch twin of each reference model (CPU torch, the bench extra).
 bench-twin: install

@@ -20,8 +20,9 @@ the tfds dataset's ArrayRecord files, in ``W`` worker processes (0: a thread).
 
 Convolution kernel gradients (``--conv_configs``): the bare step with XLA:CPU's
 own kernel gradient against :func:`genjax.models.layers.conv_general_dilated`'s
-per-tap matmuls (``tap_over_xla``: steps/s ratio, > 1 = the per-tap gradient is
-faster). Only meaningful on the CPU backend.
+(per-tap matmuls for 1x1 kernels and strided convolutions, XLA's for the rest;
+``tap_over_xla``: steps/s ratio, > 1 = genjax's choice is faster). Only
+meaningful on the CPU backend.
 
 Start-up (``--startup_configs``): a short run (``--startup_steps``) of
 ``python -m genjax.main`` in two fresh processes sharing a new, empty

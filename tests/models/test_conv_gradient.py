@@ -37,8 +37,14 @@ def _uses_tap_gradient(fn, *args) -> bool:
   return "custom_vjp" in str(jax.make_jaxpr(fn)(*args))
 
 
+@pytest.fixture(name="every_kernel")
+def _every_kernel(monkeypatch):
+  """The per-tap gradient for every kernel, not just where it is the faster one."""
+  monkeypatch.setattr(layers, "TAP_KERNEL_GRADIENT_MAX_TAPS", 10**6)
+
+
 @pytest.mark.parametrize("kernel,strides,padding,hw", CASES)
-def test_matches_lax_values_and_gradients(kernel, strides, padding, hw):
+def test_matches_lax_values_and_gradients(kernel, strides, padding, hw, every_kernel):
   x = jax.random.normal(jax.random.key(0), (3, *hw, 4))
   ref, fast = _pair(kernel, strides, padding)
   params = ref.init(jax.random.key(1), x)
@@ -62,7 +68,7 @@ def test_matches_lax_values_and_gradients(kernel, strides, padding, hw):
   )
 
 
-def test_jit_and_masked_kernel():
+def test_jit_and_masked_kernel(every_kernel):
   """A masked kernel (PixelCNN's mask A) gets the masked gradient under jit."""
   x = jax.random.normal(jax.random.key(2), (2, 5, 5, 3))
   mask = np.broadcast_to(
@@ -90,7 +96,20 @@ def test_falls_back_to_lax_where_not_covered(monkeypatch):
   assert not _uses_tap_gradient(lambda p: plain.apply(p, x).sum(), params)
 
 
-def test_gated_pixelcnn_gradients_match_xla(monkeypatch):
+@pytest.mark.parametrize(
+  "kernel,strides,expected",
+  [((1, 1), (1, 1), True), ((4, 4), (2, 2), True), ((3, 3), (2, 2), True)]
+  + [((3, 3), (1, 1), False), ((1, 3), (1, 1), False), ((3, 5), (1, 1), False)],
+)
+def test_per_tap_gradient_only_where_it_is_faster(kernel, strides, expected):
+  """1x1 kernels and strided convolutions: per tap; stride-1 kernels of several taps: XLA's."""
+  x = jax.random.normal(jax.random.key(8), (2, 8, 8, 3))
+  module = layers.Conv(4, kernel, strides=strides, padding="SAME")
+  params = module.init(jax.random.key(9), x)
+  assert _uses_tap_gradient(lambda p: module.apply(p, x).sum(), params) == expected
+
+
+def test_gated_pixelcnn_gradients_match_xla(monkeypatch, every_kernel):
   """The whole PixelCNN (every conv on the per-tap path) against XLA's gradients."""
   model = GatedPixelCNN(num_layers=3, features=8, num_outputs=2, num_classes=3)
   x = (jax.random.uniform(jax.random.key(6), (2, 7, 7)) > 0.5).astype(jnp.int32)

@@ -163,6 +163,11 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 # Whether `conv_general_dilated` may take its per-tap kernel gradient on XLA:CPU
 # (the benchmark switches it off to time XLA's own gradient as the baseline).
 TAP_KERNEL_GRADIENT = True
+# Strided convolutions and kernels of at most this many taps take it: XLA:CPU's
+# own kernel gradient is 4x slower than one matmul for a 1x1 kernel and slow for
+# strided convolutions, but faster than the per-tap matmuls for the stride-1 3x3,
+# 1x3 and 3x5 kernels of the U-Net and the PixelCNN (benchmarks.md).
+TAP_KERNEL_GRADIENT_MAX_TAPS = 1
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -221,9 +226,10 @@ def conv_general_dilated(
   whose "kernel" is the whole output map, which is slow (batch 64 at 28x28 with
   64 -> 64 channels: 44 ms for a 1x1 kernel whose forward pass takes 5 ms).
   On the CPU backend, 2D convolutions with NHWC inputs, HWIO kernels, no
-  dilation and no feature groups therefore get a custom VJP whose kernel
-  gradient is one matmul per kernel tap (6 ms for that 1x1 case); the input
-  gradient stays XLA's. Values and gradients equal `lax.conv_general_dilated`'s
+  dilation and no feature groups, whose kernel is 1x1 or whose stride is
+  above 1, therefore get a custom VJP whose kernel gradient is one matmul per
+  kernel tap (6 ms for that 1x1 case); the input gradient stays XLA's. Stride-1
+  kernels of several taps keep XLA's gradient, which is faster for them. Values and gradients equal `lax.conv_general_dilated`'s
   up to float rounding, and the call signature is the same, so flax's
   `PreciseConv(..., conv_general_dilated=conv_general_dilated)` keeps its
   parameters. Every other case, and every other backend, calls `lax` directly.
@@ -232,6 +238,7 @@ def conv_general_dilated(
   fast = (
     TAP_KERNEL_GRADIENT
     and jax.default_backend() == "cpu"
+    and rhs.ndim == 4
     and lhs.ndim == 4
     and dimension_numbers is not None
     and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
@@ -242,6 +249,10 @@ def conv_general_dilated(
     and precision is None
     and kwargs.get("batch_group_count", 1) == 1
     and kwargs.get("preferred_element_type") is None
+    and (
+      rhs.shape[0] * rhs.shape[1] <= TAP_KERNEL_GRADIENT_MAX_TAPS
+      or any(int(s) > 1 for s in window_strides)
+    )
   )
   if not fast:
     return lax.conv_general_dilated(
