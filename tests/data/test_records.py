@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from genjax import config as config_lib
-from genjax.data import pipeline, records, sources
+from genjax.data import pipeline, sources
 from genjax.run import loop
 
 
@@ -89,7 +89,7 @@ def test_streamed_batches_equal_in_memory_batches(tmp_path, process_count):
   table = sources.load_dataset(f"folder:{tmp_path / 'imgs'}").train
   in_memory = table.take(np.arange(table.num_records))
   for p in range(process_count):
-    make = lambda arrays: pipeline.make_train_iterator(  # noqa: E731
+    make = lambda arrays, p=p: pipeline.make_train_iterator(  # noqa: E731
       arrays,
       global_batch_size=8,
       seed=3,

@@ -288,7 +288,7 @@ def test_info_code_loss_is_the_cross_entropy_of_the_code():
   assert float(math.log(5) - got.mean()) <= math.log(5)
   # Extreme wrong logits stay finite, and so do their gradients.
   wrong = -1e4 * jax.nn.one_hot(codes, 5)
-  g = jax.grad(lambda l: gan.info_code_loss(l, codes).sum())(wrong)
+  g = jax.grad(lambda z: gan.info_code_loss(z, codes).sum())(wrong)
   chex.assert_tree_all_finite((gan.info_code_loss(wrong, codes), g))
   with pytest.raises(ValueError, match="code_logits"):
     gan.info_code_loss(logits[:, 0], codes)
