@@ -275,12 +275,12 @@ def main(argv):
     num_steps = max(_STEPS.value // _STEP_DIVISOR.get(name, 1), 10)
     # The bare step before and after the loop, so a drift in the machine's speed
     # shows as their spread instead of as loop overhead.
-    compile_s, bare_before = bench_bare(load_config(path), num_steps)
-    looped = bench_loop(load_config(path), num_steps)
-    bare_after = bench_bare(load_config(path), num_steps)[1]
-    bare = (bare_before + bare_after) / 2
     config = load_config(path)
     batch = config.train.batch_size
+    compile_s, bare_before = bench_bare(config.copy_and_resolve_references(), num_steps)
+    looped = bench_loop(config.copy_and_resolve_references(), num_steps)
+    bare_after = bench_bare(config.copy_and_resolve_references(), num_steps)[1]
+    bare = (bare_before + bare_after) / 2
     rows.append(
       dict(
         config=name,

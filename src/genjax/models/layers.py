@@ -229,8 +229,9 @@ def conv_general_dilated(
   dilation and no feature groups, whose kernel is 1x1 or whose stride is
   above 1, therefore get a custom VJP whose kernel gradient is one matmul per
   kernel tap (6 ms for that 1x1 case); the input gradient stays XLA's. Stride-1
-  kernels of several taps keep XLA's gradient, which is faster for them. Values and gradients equal `lax.conv_general_dilated`'s
-  up to float rounding, and the call signature is the same, so flax's
+  kernels of several taps keep XLA's gradient, which is faster for them.
+  Values and gradients equal `lax.conv_general_dilated`'s up to float
+  rounding, and the call signature is the same, so flax's
   `PreciseConv(..., conv_general_dilated=conv_general_dilated)` keeps its
   parameters. Every other case, and every other backend, calls `lax` directly.
   Forward-mode differentiation (`jax.jvp`) is not available on the custom path.
@@ -238,7 +239,6 @@ def conv_general_dilated(
   fast = (
     TAP_KERNEL_GRADIENT
     and jax.default_backend() == "cpu"
-    and rhs.ndim == 4
     and lhs.ndim == 4
     and dimension_numbers is not None
     and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)

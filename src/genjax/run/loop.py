@@ -79,7 +79,7 @@ class _Preemption:
     self._on_sigterm(signum, frame)
 
   def requested(self, call: int) -> bool:
-    """Whether the run checkpoints and stops after ``call`` (called after every call, on every process).
+    """Whether the run checkpoints and stops after ``call`` (asked after every call, everywhere).
 
     ``call`` counts the compiled calls, one by one: JAX's sync point is the
     first id after the largest any process has reached, which a count of steps
@@ -95,7 +95,7 @@ class _Preemption:
 
 
 def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
-  """The mean of each metric over the steps of ``history`` (scalars, or [k] from a multi-step call)."""
+  """Each metric's mean over the steps of ``history`` (scalars, or [k] from a k-step call)."""
   stacked = jax.device_get(history)
   return {
     f"train/{k}": float(np.mean(np.concatenate([np.ravel(h[k]) for h in stacked])))
@@ -177,7 +177,7 @@ class _Run:
     return step % tc.log_every == 0 or step == tc.num_steps
 
   def step(self, step: int, train_step, batch) -> None:
-    """Runs the call that ends at ``step``; before a logged one, keeps what its update norm needs."""
+    """Runs the call ending at ``step``; before a logged one, keeps what its update norm needs."""
     logged = self.logs_at(step)
     previous = _copy(self.state.params) if logged else None
     self.state, metrics = train_step(self.state, batch)
@@ -283,11 +283,12 @@ def _progress_line(step: int, total: int, summary: dict[str, float]) -> str:
   )
 
 
-# Calls (of one or train.steps_per_call steps) dispatched ahead of the device. Two keep an accelerator fed while the host
-# prepares the next batch; an unbounded queue is worse than useless: with several
-# CPU devices (``--xla_force_host_platform_device_count``) XLA's CPU client can
-# deadlock a collective when hundreds of steps are queued (every launch thread
-# blocks in a rendezvous that a queued launch would complete).
+# Calls (of one or up to train.steps_per_call steps) dispatched ahead of the device.
+# Two keep an accelerator fed while the host prepares the next batch; an unbounded
+# queue is worse than useless: with several CPU devices
+# (``--xla_force_host_platform_device_count``) XLA's CPU client can deadlock a
+# collective when hundreds of steps are queued (every launch thread blocks in a
+# rendezvous that a queued launch would complete).
 _MAX_STEPS_IN_FLIGHT = 2
 
 
